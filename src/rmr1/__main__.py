@@ -1,0 +1,3 @@
+from rmr1.cli import main
+
+main()

@@ -1,0 +1,151 @@
+"""transformers backend for CPU and single-GPU judging.
+
+Requests are grouped by sampling settings, sorted by prompt length (so a batch pads little), left-padded and
+generated together. Prompts are rendered with the model's chat template and tokenized *without* adding special
+tokens again (the template already holds the BOS; adding it twice shifts the model's output).
+
+Stops are exact: a row ends at the model's end-of-turn token or at the first stop string, the text is cut right
+after the stop string, and ``finish_reason`` is ``"length"`` only when the token budget ran out first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rmr1.errors import ModelLoadError
+from rmr1.models import resolve_model
+from rmr1.types import Completion, GenerationRequest, SamplingParams
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _pick_dtype(name: str, device: str) -> Any:
+    import torch
+
+    if name == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16
+        return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    except KeyError:
+        raise ModelLoadError(f"unknown dtype {name!r}; choose auto, float32, bfloat16 or float16") from None
+
+
+def load_model(model: str | None, *, dtype: str = "auto", device: str | None = None) -> tuple[Any, Any, str]:
+    """Load (model, tokenizer, device) for causal generation; errors become one-line ModelLoadErrors."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    path = resolve_model(model)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        net = AutoModelForCausalLM.from_pretrained(path, dtype=_pick_dtype(dtype, device))
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"cannot load model {path!r} (no network or not a checkpoint?): {first}") from None
+    net.to(device).eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return net, tokenizer, device
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    index: int
+    ids: list[int]
+
+
+class HFBackend:
+    """Local generation with transformers. ``batch_size`` caps rows per forward batch."""
+
+    def __init__(self, model: str | None = None, *, batch_size: int = 8, dtype: str = "auto",
+                 device: str | None = None, **_: object) -> None:
+        self.model, self.tokenizer, self.device = load_model(model, dtype=dtype, device=device)
+        self.batch_size = max(1, int(batch_size))
+        self.model_name = model
+
+    # -- prompt handling -------------------------------------------------------------------------------
+    def prompt_ids(self, request: GenerationRequest) -> list[int]:
+        messages = [m.to_dict() for m in request.messages]
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        results: list[Completion | None] = [None] * len(requests)
+        groups: dict[SamplingParams, list[_Prepared]] = {}
+        for i, req in enumerate(requests):
+            groups.setdefault(req.sampling, []).append(_Prepared(i, self.prompt_ids(req)))
+        for sampling, prepared in groups.items():
+            prepared.sort(key=lambda p: len(p.ids))
+            for start in range(0, len(prepared), self.batch_size):
+                chunk = prepared[start:start + self.batch_size]
+                for p, completion in zip(chunk, self._generate_batch(chunk, sampling), strict=True):
+                    results[p.index] = completion
+        return [r for r in results if r is not None]
+
+    def _generate_batch(self, chunk: list[_Prepared], sampling: SamplingParams) -> list[Completion]:
+        import torch
+
+        tok = self.tokenizer
+        width = max(len(p.ids) for p in chunk)
+        pad = tok.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(p.ids)) + p.ids for p in chunk], device=self.device)
+        attention = torch.tensor([[0] * (width - len(p.ids)) + [1] * len(p.ids) for p in chunk],
+                                 device=self.device)
+        kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "pad_token_id": pad}
+        if sampling.temperature > 0:
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+            if sampling.seed is not None:
+                torch.manual_seed(sampling.seed)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if sampling.stop:
+            kwargs.update(stop_strings=list(sampling.stop), tokenizer=tok)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+        latency = time.perf_counter() - started
+        return [self._finish(row[width:].tolist(), len(p.ids), sampling, latency)
+                for p, row in zip(chunk, out, strict=True)]
+
+    def _eos_ids(self) -> set[int]:
+        ids = self.model.generation_config.eos_token_id
+        eos = set(ids if isinstance(ids, list) else [ids]) if ids is not None else set()
+        # Rows that finish early are filled with the pad token: it ends a row too.
+        for extra in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id):
+            if extra is not None:
+                eos.add(extra)
+        return eos
+
+    def _finish(self, new: list[int], prompt_len: int, sampling: SamplingParams, latency: float) -> Completion:
+        eos = self._eos_ids()
+        ended = next((k for k, t in enumerate(new) if t in eos), None)
+        kept = new[:ended] if ended is not None else new
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        finish = "stop" if ended is not None else "length"
+        used = (ended + 1) if ended is not None else len(new)
+        for stop in sampling.stop:
+            cut = text.find(stop)
+            if cut >= 0:
+                text, finish = text[:cut + len(stop)], "stop"
+        if finish == "length" and len(new) < sampling.max_new_tokens:
+            finish = "stop"  # generation halted on a stop string the text no longer shows after decoding
+        return Completion(text=text, finish_reason=finish, prompt_tokens=prompt_len,
+                          completion_tokens=used, latency_s=latency)

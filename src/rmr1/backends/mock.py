@@ -1,0 +1,59 @@
+"""A scripted backend for unit tests and harness checks: no model, deterministic answers.
+
+The script is a callable ``request -> text``, a list of texts used in turn, or one of the named rules
+``"always-a"``, ``"always-b"``, ``"echo"``. Named rules make ``--backend mock --model always-a`` usable from
+the CLI.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Sequence
+
+from rmr1.errors import ConfigError
+from rmr1.types import Completion, GenerationRequest
+
+Script = Callable[[GenerationRequest], str] | Sequence[str] | str
+
+
+def _verdict(label: str) -> str:
+    return f"<type>Chat</type>\n<eval>scripted</eval>\n<answer>[[{label}]]</answer>"
+
+
+_RULES: dict[str, Callable[[GenerationRequest], str]] = {
+    "always-a": lambda req: _verdict("A"),
+    "always-b": lambda req: _verdict("B"),
+    "echo": lambda req: req.messages[-1].content,
+}
+
+
+class MockBackend:
+    """Answers from a script; counts calls so tests can assert how many were made."""
+
+    def __init__(self, model: Script | None = None, *, script: Script | None = None, **_: object) -> None:
+        chosen = script if script is not None else (model if model is not None else "always-a")
+        if isinstance(chosen, str):
+            if chosen not in _RULES:
+                raise ConfigError(f"unknown mock rule {chosen!r}; choose one of {', '.join(_RULES)}")
+            self._fn: Callable[[GenerationRequest], str] = _RULES[chosen]
+        elif callable(chosen):
+            self._fn = chosen
+        else:
+            texts = itertools.cycle(list(chosen))
+            self._fn = lambda req: next(texts)
+        self.calls = 0
+        self.batches: list[int] = []
+        self._lock = threading.Lock()
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        with self._lock:
+            self.calls += len(requests)
+            self.batches.append(len(requests))
+        out = []
+        for req in requests:
+            text = self._fn(req)
+            prompt_tokens = sum(len(m.content.split()) for m in req.messages)
+            out.append(Completion(text=text, finish_reason="stop", prompt_tokens=prompt_tokens,
+                                  completion_tokens=len(text.split())))
+        return out

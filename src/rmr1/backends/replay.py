@@ -1,0 +1,55 @@
+"""Replay recorded completions from a judgments.jsonl file: re-score, re-report or bench without a model.
+
+A request is matched by its ``key`` (item id, pair, order, sample: what the judge sets); a request whose key was
+never recorded comes back as an error completion, so a partial recording shows up as such in diagnostics.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from rmr1.errors import InputError
+from rmr1.types import Completion, GenerationRequest
+
+
+def _record_key(record: dict[str, object], source: str, line: int) -> str:
+    try:
+        return f"{record['item_id']}|{record['pair']}|{record['order']}|{record.get('sample', 0)}"
+    except KeyError as exc:
+        raise InputError("missing", source=source, line=line, field=str(exc.args[0])) from None
+
+
+class ReplayBackend:
+    """Answers each request with the completion recorded under the same key."""
+
+    def __init__(self, model: str | None = None, *, path: str | None = None, **_: object) -> None:
+        file = Path(path or model or "")
+        if file.is_dir():
+            file = file / "judgments.jsonl"
+        if not file.is_file():
+            raise InputError("replay needs a judgments.jsonl file (pass it as --model)", source=str(file))
+        self.records: dict[str, Completion] = {}
+        with file.open(encoding="utf-8") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw)
+                except json.JSONDecodeError:
+                    if raw.endswith("\n"):
+                        raise InputError("not valid JSON", source=str(file), line=number) from None
+                    continue  # a torn last line from an interrupted run
+                if not isinstance(record, dict) or not isinstance(record.get("completion"), str):
+                    raise InputError("missing or not a string", source=str(file), line=number, field="completion")
+                self.records[_record_key(record, str(file), number)] = Completion(
+                    text=record["completion"], finish_reason=str(record.get("finish_reason", "stop")),
+                    prompt_tokens=int(record.get("prompt_tokens", 0)),
+                    completion_tokens=int(record.get("completion_tokens", 0)),
+                    latency_s=float(record.get("latency_s", 0.0)))
+        self.source = str(file)
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        missing = Completion(text="", finish_reason="error", error="not in the replayed recording")
+        return [self.records.get(req.key, missing) for req in requests]

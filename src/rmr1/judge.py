@@ -1,0 +1,196 @@
+"""The judge: pairs in, judgments out.
+
+Order protocol
+- ``single``: each pair is judged in one order, derived from (seed, item id, pair index) by a hash, so the order
+  does not depend on batching, sharding, concurrency or what else is in the run.
+- ``both``: each pair is judged as AB and as BA.
+
+Voting: ``samples`` K > 1 asks for K samples per order (temperature 1.0 unless set); each sample is a judgment
+and ``vote`` folds them into one label with a confidence.
+
+All pending calls are batched across items: ``judge`` plans every call first and hands the backend ``batch_size``
+requests at a time, yielding judgments as each batch returns (callers log them as they arrive).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from rmr1.backends import Backend
+from rmr1.errors import ConfigError
+from rmr1.prompts import JudgeTemplate, get_template
+from rmr1.types import (
+    Completion,
+    GenerationRequest,
+    Judgment,
+    PreferencePair,
+    SamplingParams,
+    is_correct,
+)
+from rmr1.verdicts import MODES, parse_verdict
+
+PROTOCOLS = ("single", "both")
+STOP = ("</answer>",)
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """How each pair is judged."""
+
+    protocol: str = "single"  # "single" (one seeded order per pair) or "both" (AB and BA)
+    samples: int = 1  # samples per order; more than one means voting
+    seed: int = 0  # drives the order of each pair and the sampling seeds
+    max_new_tokens: int = 1024  # generation budget per call
+    temperature: float | None = None  # None: 0 (greedy) for one sample, 1.0 when voting
+    top_p: float = 1.0
+    parse_mode: str = "strict"  # "strict" or "paper", see rmr1.verdicts
+    batch_size: int = 16  # requests handed to the backend at once
+    stop_at_verdict: bool = True  # end generation right after </answer>
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"unknown protocol {self.protocol!r}; choose single or both")
+        if self.samples < 1:
+            raise ConfigError("samples must be at least 1")
+        if self.parse_mode not in MODES:
+            raise ConfigError(f"unknown parse mode {self.parse_mode!r}; choose strict or paper")
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ConfigError("max_new_tokens and batch_size must be positive")
+
+    @property
+    def effective_temperature(self) -> float:
+        if self.temperature is not None:
+            return self.temperature
+        return 0.0 if self.samples == 1 else 1.0
+
+
+def seeded_order(seed: int, item_id: str, pair: int) -> str:
+    """The order a pair is shown in under the single protocol: stable across processes and batchings."""
+    digest = hashlib.sha256(f"{seed}\x1f{item_id}\x1f{pair}".encode()).digest()
+    return "AB" if digest[0] % 2 == 0 else "BA"
+
+
+def _sample_seed(seed: int, key: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()[:4], "big")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One planned model call: a pair in one order, one sample."""
+
+    pair: PreferencePair
+    order: str
+    sample: int
+    request: GenerationRequest
+    neutralised: bool
+
+    @property
+    def key(self) -> tuple[str, int, str, int]:
+        return (self.pair.item_id, self.pair.pair, self.order, self.sample)
+
+
+def call_key(item_id: str, pair: int, order: str, sample: int) -> str:
+    return f"{item_id}|{pair}|{order}|{sample}"
+
+
+class Judge:
+    """A backend and a template, applied to preference pairs under a JudgeConfig."""
+
+    def __init__(self, backend: Backend, template: JudgeTemplate | str | None = None,
+                 config: JudgeConfig | None = None) -> None:
+        self.backend = backend
+        self.template = template if isinstance(template, JudgeTemplate) else get_template(template)
+        self.config = config or JudgeConfig()
+
+    def orders(self, pair: PreferencePair) -> list[str]:
+        if self.config.protocol == "both":
+            return ["AB", "BA"]
+        return [seeded_order(self.config.seed, pair.item_id, pair.pair)]
+
+    def plan(self, pair: PreferencePair) -> list[Call]:
+        cfg = self.config
+        calls = []
+        for order in self.orders(pair):
+            a, b = (pair.chosen, pair.rejected) if order == "AB" else (pair.rejected, pair.chosen)
+            messages, neutralised = self.template.render(pair.context, a, b)
+            for sample in range(cfg.samples):
+                key = call_key(pair.item_id, pair.pair, order, sample)
+                temperature = cfg.effective_temperature
+                sampling = SamplingParams(
+                    max_new_tokens=cfg.max_new_tokens, temperature=temperature, top_p=cfg.top_p,
+                    seed=_sample_seed(cfg.seed, key) if temperature > 0 else None,
+                    stop=STOP if cfg.stop_at_verdict else ())
+                calls.append(Call(pair, order, sample, GenerationRequest(messages, sampling, key), neutralised))
+        return calls
+
+    def to_judgment(self, call: Call, completion: Completion) -> Judgment:
+        text = completion.full_text
+        verdict = parse_verdict(text, self.config.parse_mode)
+        reason = completion.error if completion.finish_reason == "error" else verdict.reason
+        return Judgment(
+            item_id=call.pair.item_id, pair=call.pair.pair, subset=call.pair.subset, order=call.order,
+            sample=call.sample, verdict=verdict.label, correct=is_correct(verdict.label, call.order),
+            finish_reason=completion.finish_reason, completion=text,
+            prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+            latency_s=round(completion.latency_s, 4), parse_error=reason, neutralised=call.neutralised)
+
+    def run(self, calls: Iterable[Call]) -> Iterator[Judgment]:
+        """Send calls to the backend ``batch_size`` at a time; yield judgments in call order per batch."""
+        batch: list[Call] = []
+        for call in calls:
+            batch.append(call)
+            if len(batch) >= self.config.batch_size:
+                yield from self._run_batch(batch)
+                batch = []
+        if batch:
+            yield from self._run_batch(batch)
+
+    def _run_batch(self, batch: Sequence[Call]) -> Iterator[Judgment]:
+        completions = self.backend.generate([c.request for c in batch])
+        if len(completions) != len(batch):
+            raise RuntimeError(f"backend returned {len(completions)} completions for {len(batch)} requests")
+        for call, completion in zip(batch, completions, strict=True):
+            yield self.to_judgment(call, completion)
+
+    def judge(self, pairs: Iterable[PreferencePair],
+              skip: Collection[tuple[str, int, str, int]] = ()) -> Iterator[Judgment]:
+        """Judge every pair; calls whose key is in ``skip`` (already logged) are not made again."""
+        calls = (c for p in pairs for c in self.plan(p) if c.key not in skip)
+        yield from self.run(calls)
+
+    def judge_pair(self, prompt: object, response_a: str, response_b: str,
+                   on_judgment: Callable[[Judgment], None] | None = None) -> list[Judgment]:
+        """Judge one ad-hoc pair. ``correct`` then means "preferred response_a" (it plays the chosen role)."""
+        pair = PreferencePair.from_texts(prompt, response_a, response_b, item_id="adhoc")
+        out = []
+        for judgment in self.judge([pair]):
+            if on_judgment:
+                on_judgment(judgment)
+            out.append(judgment)
+        return out
+
+
+@dataclass(frozen=True)
+class Vote:
+    """Majority over several judgments of one pair, in terms of the preferred response."""
+
+    correct: bool | None  # True: the preferred response won; None: no parsed verdicts or a tie
+    confidence: float  # share of parsed votes for the winning side
+    votes: int
+    unparsed: int
+
+
+def vote(judgments: Sequence[Judgment]) -> Vote:
+    counts = Counter(j.correct for j in judgments if j.correct is not None)
+    unparsed = sum(1 for j in judgments if j.correct is None)
+    parsed = counts[True] + counts[False]
+    if parsed == 0 or counts[True] == counts[False]:
+        return Vote(None, 0.5 if parsed else 0.0, parsed, unparsed)
+    winner = counts[True] > counts[False]
+    return Vote(winner, max(counts[True], counts[False]) / parsed, parsed, unparsed)
+
+
+__all__ = ["PROTOCOLS", "Call", "Judge", "JudgeConfig", "Vote", "call_key", "seeded_order", "vote"]

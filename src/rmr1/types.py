@@ -1,0 +1,237 @@
+"""The nouns of the flow, as frozen dataclasses validated where they are built.
+
+``PreferencePair`` is the unit a judge compares: a conversation context (one user turn or several) and two
+responses, one preferred. ``CandidateSet`` holds two or more responses to one context (best-of-n, tournaments)
+and expands into pairs. A ``Completion`` is what a backend returns for one ``GenerationRequest``; a ``Judgment``
+is one model call's outcome as logged in ``judgments.jsonl``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from rmr1.errors import InputError
+
+Role = Literal["system", "user", "assistant"]
+Order = Literal["AB", "BA"]
+Label = Literal["A", "B"]
+FinishReason = Literal["stop", "length", "error"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant")
+FINISH_REASONS: tuple[str, ...] = ("stop", "length", "error")
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise InputError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}", field="role")
+        if not isinstance(self.content, str):
+            raise InputError(f"content must be a string, got {type(self.content).__name__}", field="content")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+def as_messages(value: Any, *, field_name: str = "prompt") -> tuple[Message, ...]:
+    """Accept a plain string (one user turn) or a list of {role, content} dicts / Messages."""
+    if isinstance(value, str):
+        return (Message("user", value),)
+    if isinstance(value, Message):
+        return (value,)
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+        out: list[Message] = []
+        for i, item in enumerate(value):
+            if isinstance(item, Message):
+                out.append(item)
+            elif isinstance(item, Mapping):
+                if "role" not in item or "content" not in item:
+                    raise InputError("each message needs 'role' and 'content'", field=f"{field_name}[{i}]")
+                try:
+                    out.append(Message(str(item["role"]), item["content"]))
+                except InputError as exc:
+                    raise InputError(str(exc), field=f"{field_name}[{i}]") from None
+            else:
+                raise InputError(f"expected a message object, got {type(item).__name__}",
+                                 field=f"{field_name}[{i}]")
+        return tuple(out)
+    raise InputError(f"expected a string or a list of messages, got {type(value).__name__}", field=field_name)
+
+
+def _check_text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"must be a string, got {type(value).__name__}", field=name)
+    if not value.strip():
+        raise InputError("is empty", field=name)
+    return value
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """Two responses to one context; ``chosen`` is the preferred one.
+
+    ``context`` ends with the user turn the responses answer; earlier turns make it multi-turn.
+    ``pair`` tells comparisons inside one benchmark item apart (RM-Bench style cells, BoN loser index).
+    """
+
+    item_id: str
+    context: tuple[Message, ...]
+    chosen: str
+    rejected: str
+    subset: str = ""
+    pair: int = 0
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.item_id, str) or not self.item_id:
+            raise InputError("must be a non-empty string", field="item_id")
+        if not self.context:
+            raise InputError("the conversation is empty", field="prompt")
+        if not any(m.role == "user" for m in self.context):
+            raise InputError("the conversation has no user turn", field="prompt")
+        _check_text(self.chosen, "chosen")
+        _check_text(self.rejected, "rejected")
+
+    @property
+    def is_multi_turn(self) -> bool:
+        return sum(1 for m in self.context if m.role != "system") > 1
+
+    @property
+    def question(self) -> str:
+        """The last user turn: the question both responses answer."""
+        return next(m.content for m in reversed(self.context) if m.role == "user")
+
+    @classmethod
+    def from_texts(cls, prompt: Any, chosen: str, rejected: str, *, item_id: str = "0",
+                   subset: str = "", pair: int = 0) -> PreferencePair:
+        return cls(item_id=item_id, context=as_messages(prompt), chosen=chosen, rejected=rejected,
+                   subset=subset, pair=pair)
+
+
+@dataclass(frozen=True)
+class CandidateSet:
+    """Two or more responses to one context; ``best`` indexes the preferred one when known."""
+
+    item_id: str
+    context: tuple[Message, ...]
+    responses: tuple[str, ...]
+    best: int | None = None
+    subset: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.responses) < 2:
+            raise InputError("needs at least two responses", field="responses")
+        for i, r in enumerate(self.responses):
+            _check_text(r, f"responses[{i}]")
+        if self.best is not None and not 0 <= self.best < len(self.responses):
+            raise InputError(f"index {self.best} is out of range", field="best")
+
+    def pairs_against_best(self) -> list[PreferencePair]:
+        """Best vs each other response, ``pair`` = loser index (0-based over the losers)."""
+        if self.best is None:
+            raise InputError("the best response is unknown", field="best")
+        losers = [r for i, r in enumerate(self.responses) if i != self.best]
+        return [PreferencePair(self.item_id, self.context, self.responses[self.best], loser, self.subset, k)
+                for k, loser in enumerate(losers)]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int = 1024
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One chat to complete. ``key`` identifies the call (used by the replay backend and in logs)."""
+
+    messages: tuple[Message, ...]
+    sampling: SamplingParams = SamplingParams()
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    reasoning: str | None = None
+    error: str | None = None
+
+    @property
+    def full_text(self) -> str:
+        """Reasoning (when a server sends it apart) and the answer, as one trace."""
+        if self.reasoning:
+            return f"<think>\n{self.reasoning}\n</think>\n{self.text}"
+        return self.text
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A parsed verdict: ``label`` is None when no verdict could be read, and ``reason`` says why."""
+
+    label: str | None
+    mode: str = "strict"
+    reason: str | None = None
+
+    @property
+    def parsed(self) -> bool:
+        return self.label is not None
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """One model call on one ordered pair, as a line of judgments.jsonl."""
+
+    item_id: str
+    pair: int
+    subset: str
+    order: str
+    sample: int
+    verdict: str | None
+    correct: bool | None
+    finish_reason: str
+    completion: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    parse_error: str | None = None
+    neutralised: bool = False
+
+    @property
+    def key(self) -> tuple[str, int, str, int]:
+        return (self.item_id, self.pair, self.order, self.sample)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Judgment:
+        known = {f for f in cls.__dataclass_fields__}
+        missing = [k for k in ("item_id", "pair", "order", "sample", "verdict", "completion") if k not in data]
+        if missing:
+            raise InputError(f"missing {', '.join(missing)}", field=missing[0])
+        values = {k: v for k, v in data.items() if k in known}
+        values.setdefault("subset", "")
+        values.setdefault("correct", None)
+        values.setdefault("finish_reason", "stop")
+        values["item_id"] = str(values["item_id"])
+        return cls(**values)
+
+
+def preferred_label(order: str) -> str:
+    """The label the preferred response was shown under."""
+    return "A" if order == "AB" else "B"
+
+
+def is_correct(verdict: str | None, order: str) -> bool | None:
+    return None if verdict is None else verdict == preferred_label(order)

@@ -1,0 +1,198 @@
+"""The one verdict parser: benchmark scoring, RL rewards and the server all call these functions.
+
+Modes
+- ``strict``: the judge's final ``<answer>[[X]]</answer>`` tag, read after the last ``</think>`` and outside any
+  quoted response text (``<quote_A>``/``<summary_A>`` blocks), so a verdict tag inside a quoted response or an
+  unfinished thought never counts. Tag names, spacing and the letter's case are forgiven.
+- ``paper``: the released RM-R1 evaluation rule: ``[[A]]`` and ``[[B]]`` both anywhere -> unparsed; else the one
+  that occurs; else unparsed.
+
+An unparsed verdict is its own outcome (``label=None``) with a ``reason``; nothing here scores it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from rmr1.types import Verdict
+
+MODES = ("strict", "paper")
+
+# Reasons an output has no verdict.
+NO_VERDICT = "no_verdict"
+AMBIGUOUS = "ambiguous"
+UNFINISHED_THINK = "unfinished_think"
+MALFORMED_ANSWER = "malformed_answer"
+
+_THINK_CLOSE = re.compile(r"</think\s*>", re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<think\s*>", re.IGNORECASE)
+_ANSWER = re.compile(r"<\s*answer\s*>(.*?)<\s*/\s*answer\s*>", re.IGNORECASE | re.DOTALL)
+_ANSWER_OPEN = re.compile(r"<\s*answer\s*>", re.IGNORECASE)
+_BRACKET = re.compile(r"^\s*\[\[\s*([ab])\s*\]\]\s*$", re.IGNORECASE)
+# Quoted response text: closed blocks, and an unclosed block that runs to the end (a truncated quote).
+_QUOTED = re.compile(r"<(quote|summary)_([ab])>.*?(?:</\1_\2>|\Z)", re.IGNORECASE | re.DOTALL)
+
+
+def _final_section(text: str) -> tuple[str | None, str | None]:
+    """The text after the last ``</think>``; (None, reason) when a thought was opened and never closed."""
+    closes = list(_THINK_CLOSE.finditer(text))
+    if closes:
+        return text[closes[-1].end():], None
+    if _THINK_OPEN.search(text):
+        return None, UNFINISHED_THINK
+    return text, None
+
+
+def _strict(text: str) -> Verdict:
+    section, reason = _final_section(text)
+    if section is None:
+        return Verdict(None, "strict", reason)
+    section = _QUOTED.sub(" ", section)
+    answers = list(_ANSWER.finditer(section))
+    if not answers:
+        return Verdict(None, "strict", MALFORMED_ANSWER if _ANSWER_OPEN.search(section) else NO_VERDICT)
+    match = _BRACKET.match(answers[-1].group(1))
+    if not match:
+        return Verdict(None, "strict", MALFORMED_ANSWER)
+    return Verdict(match.group(1).upper(), "strict", None)
+
+
+def _paper(text: str) -> Verdict:
+    has_a, has_b = "[[A]]" in text, "[[B]]" in text
+    if has_a and has_b:
+        return Verdict(None, "paper", AMBIGUOUS)
+    if has_a:
+        return Verdict("A", "paper", None)
+    if has_b:
+        return Verdict("B", "paper", None)
+    return Verdict(None, "paper", NO_VERDICT)
+
+
+def parse_verdict(text: str, mode: str = "strict") -> Verdict:
+    """Read the verdict of one judge output. ``mode`` is ``strict`` or ``paper`` (see the module doc)."""
+    if mode == "strict":
+        return _strict(text or "")
+    if mode == "paper":
+        return _paper(text or "")
+    raise ValueError(f"unknown parse mode {mode!r}; choose one of {', '.join(MODES)}")
+
+
+def verdict_tag(label: str) -> str:
+    return f"<answer>[[{label}]]</answer>"
+
+
+def rm_r1_reward(completion: str, winner: str, *, truncated: bool = False) -> float:
+    """The paper's RL reward: +1 when the last 80 characters hold the right verdict tag and not the other.
+
+    ``winner`` is ``model_a``/``model_b`` (or ``A``/``B``). Special tokens stay in ``completion`` as decoded;
+    a truncated response scores -1 whatever it says.
+    """
+    right = _winner_label(winner)
+    wrong = "B" if right == "A" else "A"
+    if truncated:
+        return -1.0
+    tail = completion[-80:]
+    return 1.0 if verdict_tag(right) in tail and verdict_tag(wrong) not in tail else -1.0
+
+
+def strict_reward(completion: str, winner: str, *, truncated: bool = False) -> float:
+    """A variant of the RL reward that reads the verdict with the strict parser instead of the tail rule."""
+    if truncated:
+        return -1.0
+    return 1.0 if parse_verdict(completion, "strict").label == _winner_label(winner) else -1.0
+
+
+def _winner_label(winner: str) -> str:
+    w = str(winner).strip().lower()
+    if w in ("model_a", "a"):
+        return "A"
+    if w in ("model_b", "b"):
+        return "B"
+    raise ValueError(f"winner must be model_a or model_b, got {winner!r}")
+
+
+# --- trace structure, for reports -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RubricItem:
+    text: str
+    weight: float | None
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The Chain-of-Rubrics parts of a judge output; empty where the judge skipped a part."""
+
+    think: str = ""
+    type: str | None = None
+    rubric: str = ""
+    rubric_items: tuple[RubricItem, ...] = ()
+    justify: str = ""
+    solution: str = ""
+    eval: str = ""
+    quotes_a: tuple[str, ...] = field(default=())
+    quotes_b: tuple[str, ...] = field(default=())
+    summaries_a: tuple[str, ...] = field(default=())
+    summaries_b: tuple[str, ...] = field(default=())
+    verdict: Verdict = field(default=Verdict(None, "strict", NO_VERDICT))
+
+
+def _blocks(tag: str, text: str) -> list[str]:
+    pattern = re.compile(rf"<{tag}>(.*?)</{tag}>", re.IGNORECASE | re.DOTALL)
+    return [m.group(1).strip() for m in pattern.finditer(text)]
+
+
+def _first(tag: str, text: str) -> str:
+    found = _blocks(tag, text)
+    return found[0] if found else ""
+
+
+_WEIGHT = re.compile(r"(\d+(?:\.\d+)?)\s*(%)?")
+_ITEM_LINE = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+(.*\S)\s*$")
+
+
+def _rubric_items(rubric: str) -> tuple[RubricItem, ...]:
+    """Numbered or bulleted rubric lines, each with the weight it states (``30%`` -> 0.30, ``0.3`` -> 0.3)."""
+    items = []
+    for line in rubric.splitlines():
+        m = _ITEM_LINE.match(line)
+        if not m:
+            continue
+        text = m.group(1)
+        weight = None
+        for w in _WEIGHT.finditer(text):
+            if w.group(2):
+                weight = float(w.group(1)) / 100.0
+            elif "weight" in text.lower() and float(w.group(1)) <= 1.0:
+                weight = float(w.group(1))
+        items.append(RubricItem(text=text, weight=weight))
+    return tuple(items)
+
+
+def parse_trace(text: str, mode: str = "strict") -> Trace:
+    """Split a judge output into its Chain-of-Rubrics parts (type, rubric, solution, eval, quotes, verdict)."""
+    text = text or ""
+    think = _first("think", text)
+    if not think and _THINK_CLOSE.search(text) and not _THINK_OPEN.search(text):
+        think = _THINK_CLOSE.split(text)[0].strip()  # templates that open <think> in the prompt
+    rubric = _first("rubric", text)
+    kind = _first("type", text)
+    return Trace(
+        think=think,
+        type=kind or None,
+        rubric=rubric,
+        rubric_items=_rubric_items(rubric),
+        justify=_first("justify", text),
+        solution=_first("solution", text),
+        eval=_first("eval", text),
+        quotes_a=tuple(_blocks("quote_A", text)),
+        quotes_b=tuple(_blocks("quote_B", text)),
+        summaries_a=tuple(_blocks("summary_A", text)),
+        summaries_b=tuple(_blocks("summary_B", text)),
+        verdict=parse_verdict(text, mode),
+    )
+
+
+__all__ = ["MODES", "RubricItem", "Trace", "parse_trace", "parse_verdict", "rm_r1_reward", "strict_reward",
+           "verdict_tag"]
