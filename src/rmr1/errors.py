@@ -16,7 +16,7 @@ class InputError(Rmr1Error, ValueError):
 
     def __init__(self, message: str, *, source: str | None = None, line: int | None = None,
                  field: str | None = None) -> None:
-        self.source, self.line, self.field = source, line, field
+        self.source, self.line, self.field, self.bare = source, line, field, message
         where = []
         if source:
             where.append(str(source))
@@ -26,6 +26,11 @@ class InputError(Rmr1Error, ValueError):
             where.append(f"field '{field}'")
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+    def located(self, source: str | None = None, line: int | None = None, field: str | None = None) -> InputError:
+        """The same error with the file, line (or record) and field filled in where still unknown."""
+        return InputError(self.bare, source=self.source or source, line=self.line if self.line is not None else line,
+                          field=self.field or field)
 
 
 class ConfigError(Rmr1Error, ValueError):

@@ -83,7 +83,7 @@ def _text(record: Mapping[str, Any], key: str, source: str, line: int) -> str:
         try:
             messages = as_messages(value, field_name=key)
         except InputError as exc:
-            raise InputError(str(exc), source=source, line=line) from None
+            raise exc.located(source, line) from None
         value = messages[-1].content if messages else ""
     if not isinstance(value, str):
         raise InputError(f"must be a string, got {type(value).__name__}", source=source, line=line, field=key)
@@ -108,12 +108,12 @@ def pair_from_record(record: Mapping[str, Any], source: str, line: int, *,
     try:
         context: tuple[Message, ...] = as_messages(record["prompt"], field_name="prompt")
     except InputError as exc:
-        raise InputError(str(exc), source=source, line=line) from None
+        raise exc.located(source, line) from None
     first, second = (_text(record, k, source, line) for k in keys)
     raw_id = record.get("id", record.get("item_id", default_id if default_id is not None else str(line)))
     try:
         pair = PreferencePair(item_id=str(raw_id), context=context, chosen=first, rejected=second,
                               subset=str(record.get("subset", "")))
     except InputError as exc:
-        raise InputError(str(exc), source=source, line=line) from None
+        raise exc.located(source, line) from None
     return pair, labelled

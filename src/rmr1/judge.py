@@ -49,6 +49,7 @@ class JudgeConfig:
     parse_mode: str = "strict"  # "strict" or "paper", see rmr1.verdicts
     batch_size: int = 16  # requests handed to the backend at once
     stop_at_verdict: bool = True  # end generation right after </answer>
+    record_latency: bool = True  # False writes latency_s as 0 so reruns are byte-identical
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -135,7 +136,7 @@ class Judge:
             sample=call.sample, verdict=verdict.label, correct=is_correct(verdict.label, call.order),
             finish_reason=completion.finish_reason, completion=text,
             prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-            latency_s=round(completion.latency_s, 4), parse_error=reason, neutralised=call.neutralised)
+            latency_s=round(completion.latency_s, 4) if self.config.record_latency else 0.0, parse_error=reason, neutralised=call.neutralised)
 
     def run(self, calls: Iterable[Call]) -> Iterator[Judgment]:
         """Send calls to the backend ``batch_size`` at a time; yield judgments in call order per batch."""

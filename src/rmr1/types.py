@@ -54,7 +54,7 @@ def as_messages(value: Any, *, field_name: str = "prompt") -> tuple[Message, ...
                 try:
                     out.append(Message(str(item["role"]), item["content"]))
                 except InputError as exc:
-                    raise InputError(str(exc), field=f"{field_name}[{i}]") from None
+                    raise InputError(exc.bare, field=f"{field_name}[{i}].{exc.field}") from None
             else:
                 raise InputError(f"expected a message object, got {type(item).__name__}",
                                  field=f"{field_name}[{i}]")

@@ -10,7 +10,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
@@ -39,11 +39,13 @@ class JudgeOptions:
     concurrency: int = 8
     timeout: float = 600.0
     dtype: str = "auto"
+    record_latency: bool = True
 
     def judge_config(self) -> JudgeConfig:
         return JudgeConfig(protocol=self.protocol, samples=self.samples, seed=self.seed,
                            max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-                           parse_mode=self.parse_mode, batch_size=self.batch_size)
+                           parse_mode=self.parse_mode, batch_size=self.batch_size,
+                           record_latency=self.record_latency)
 
     def template_obj(self) -> JudgeTemplate:
         return get_template(self.template, self.template_file)
@@ -94,18 +96,21 @@ _HELP = {
     "concurrency": "openai backend: requests in flight at once.",
     "timeout": "openai backend: seconds per request before it is retried.",
     "dtype": "hf backend: auto, float32, bfloat16 or float16.",
+    "record_latency": "Record each call's latency_s (turn off for byte-identical reruns).",
 }
 
 _DEFAULTS = JudgeOptions()
-_TYPES = {f.name: f.type for f in fields(JudgeOptions)}
+_TYPES = get_type_hints(JudgeOptions)
 _NAMES = [f.name for f in fields(JudgeOptions)]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _parameter(name: str) -> inspect.Parameter:
-    annotation = eval(str(_TYPES[name]), {"str": str, "int": int, "float": float, "None": None})  # noqa: S307
+    annotation = _TYPES[name]
     flag = "--" + name.replace("_", "-")
+    if annotation is bool:
+        flag = f"{flag}/--no-{flag[2:]}"
     option = typer.Option(flag, help=_HELP[name], rich_help_panel="Judge options")
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=getattr(_DEFAULTS, name),
                              annotation=Annotated[annotation, option])
