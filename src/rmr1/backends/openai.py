@@ -1,0 +1,295 @@
+"""Any OpenAI-compatible chat server (vLLM serve, llama.cpp server, SGLang, hosted APIs) over plain HTTP.
+
+One ``httpx.AsyncClient`` per batch posts ``{base_url}/chat/completions`` for every request, with a semaphore
+capping the requests in flight. Each request is tried at most ``max_retries + 1`` times: 429, 5xx, connection
+errors, timeouts and unreadable bodies are retried after an exponential, jittered delay (a ``Retry-After``
+header replaces the computed delay); other 4xx answers are final. A request that still fails comes back as
+``Completion(finish_reason="error", error=...)`` so one bad request never costs the batch.
+
+``generate`` is the synchronous face of ``agenerate``: it runs the coroutine in its own event loop, in a
+worker thread when the caller already has a loop running. See docs/design/openai-backend.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import json
+import os
+import random
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import httpx
+
+from rmr1.errors import ConfigError
+from rmr1.types import Completion, GenerationRequest
+
+_SNIPPET = 200  # characters of a server's error body kept in the one-line error
+_CLOSING_TAG = re.compile(r"</([A-Za-z][\w-]*)>")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a failed request is tried again."""
+
+    max_retries: int = 4  # retries after the first attempt
+    backoff: float = 0.5  # seconds before the first retry; doubles each time
+    max_backoff: float = 30.0  # cap on any single wait, a server's Retry-After included
+
+    def delay(self, retry: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (0-based)."""
+        if retry_after is not None:
+            return min(self.max_backoff, max(0.0, retry_after))
+        ceiling = min(self.max_backoff, self.backoff * (2**retry))
+        # Jitter spreads the retries of many requests that failed together (a burst of 429s) over time.
+        return ceiling * (0.5 + 0.5 * random.random())
+
+
+class _Retry(Exception):
+    """An attempt failed in a way another attempt may mend."""
+
+    def __init__(self, why: str, retry_after: float | None = None) -> None:
+        super().__init__(why)
+        self.retry_after = retry_after
+
+
+class _Final(Exception):
+    """An attempt failed in a way no retry will mend (a 4xx other than 429)."""
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _SNIPPET else flat[:_SNIPPET] + "..."
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: a number (fractions accepted) or an HTTP date; None when absent or odd."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _restore_stop(text: str, choice: Mapping[str, Any], stops: Sequence[str]) -> str:
+    """Put back the stop string the server cut off, so ``</answer>`` survives as with the local backends.
+
+    vLLM names the matched stop in ``stop_reason`` (None for end-of-turn), SGLang in ``matched_stop``. Other
+    servers (llama.cpp, hosted APIs) say nothing, and a stop and an end-of-turn look alike; then only a
+    closing-tag stop is put back, and only when the text leaves that tag open, so a model that simply ended
+    its turn never gets a tag it did not write.
+    """
+    if not stops or any(text.endswith(s) for s in stops):
+        return text
+    for key in ("stop_reason", "matched_stop"):
+        if key in choice:
+            matched = choice[key]
+            return text + matched if isinstance(matched, str) and matched in stops else text
+    for stop in stops:
+        closing = _CLOSING_TAG.fullmatch(stop)
+        if closing and text.rfind(f"<{closing.group(1)}>") > text.rfind(stop):
+            return text + stop
+    return text
+
+
+def _parse_response(body: bytes, stops: Sequence[str] = ()) -> Completion:
+    """Read one chat completion body; raises ``_Retry`` when it is not a usable answer."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise _Retry(f"malformed JSON body: {_one_line(body.decode('utf-8', 'replace'))!r}") from None
+    if not isinstance(data, dict):
+        raise _Retry("response body is not a JSON object")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        error = data.get("error")
+        detail = f": {_one_line(json.dumps(error))}" if error else ""
+        raise _Retry(f"response has no choices{detail}")
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise _Retry("response choice has no message")
+    text = message.get("content") or ""
+    reasoning = message.get("reasoning_content") or message.get("reasoning") or None
+    if not isinstance(text, str) or not isinstance(reasoning, (str, type(None))):
+        raise _Retry("response message content is not text")
+    finish = "length" if choice.get("finish_reason") == "length" else "stop"
+    if finish == "stop":
+        text = _restore_stop(text, choice, stops)
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return Completion(
+        text=text,
+        finish_reason=finish,
+        prompt_tokens=_count(usage, "prompt_tokens"),
+        completion_tokens=_count(usage, "completion_tokens"),
+        reasoning=reasoning,
+    )
+
+
+def _count(usage: Mapping[str, Any], key: str) -> int:
+    value = usage.get(key)
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+class OpenAIBackend:
+    """Chat completions from an OpenAI-compatible server; see the module doc for the retry policy."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        timeout: float = 600.0,
+        max_retries: int = 4,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        extra_body: Mapping[str, Any] | None = None,
+        **_: object,
+    ) -> None:
+        url = base_url or os.environ.get("OPENAI_BASE_URL")
+        if not url:
+            raise ConfigError("the openai backend needs a server: pass --base-url or set OPENAI_BASE_URL")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"base URL must start with http:// or https://, got {url!r}")
+        if concurrency < 1 or timeout <= 0 or max_retries < 0 or backoff < 0 or max_backoff < 0:
+            raise ConfigError(
+                "openai backend: concurrency and timeout must be positive, retries and backoffs not negative"
+            )
+        self.base_url = url.rstrip("/")
+        self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
+        self.model = model
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.retry = RetryPolicy(max_retries=max_retries, backoff=backoff, max_backoff=max_backoff)
+        self.extra_body = dict(extra_body or {})
+        self._served: str | None = None
+
+    # --- sync face ------------------------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        """Complete each request; one Completion per request, in request order."""
+        if not requests:
+            return []
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.agenerate(requests))
+        # A loop is already running in this thread (a notebook, an async server): it cannot be re-entered, so
+        # the batch runs in a fresh loop on a worker thread while this thread waits.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(lambda: asyncio.run(self.agenerate(requests))).result()
+
+    # --- async core -----------------------------------------------------------------------------------------
+
+    async def agenerate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        """Complete each request concurrently (``concurrency`` at most in flight), in request order."""
+        if not requests:
+            return []
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        async with httpx.AsyncClient(
+            base_url=self.base_url + "/", headers=headers, limits=limits, timeout=httpx.Timeout(self.timeout)
+        ) as client:
+            model = await self._model_name(client)
+            gate = asyncio.Semaphore(self.concurrency)
+            return list(await asyncio.gather(*(self._complete(client, gate, model, r) for r in requests)))
+
+    async def _model_name(self, client: httpx.AsyncClient) -> str:
+        """The named model, else the server's first listed model, else "default" (servers with one model)."""
+        if self.model:
+            return self.model
+        if self._served is None:
+            try:
+                response = await asyncio.wait_for(client.get("models"), min(self.timeout, 30.0))
+                listed = response.json().get("data") or []
+                first = listed[0].get("id") if listed and isinstance(listed[0], dict) else None
+                if isinstance(first, str) and first:
+                    self._served = first
+            except Exception:  # a server without /models still answers chat requests
+                pass
+        return self._served or "default"
+
+    def payload(self, model: str, request: GenerationRequest) -> dict[str, Any]:
+        """The JSON body for one request."""
+        sp = request.sampling
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [m.to_dict() for m in request.messages],
+            "max_tokens": sp.max_new_tokens,
+            "temperature": sp.temperature,
+            "top_p": sp.top_p,
+        }
+        if sp.seed is not None:
+            body["seed"] = sp.seed
+        if sp.stop:
+            body["stop"] = list(sp.stop)
+        body.update(self.extra_body)
+        return body
+
+    async def _complete(
+        self, client: httpx.AsyncClient, gate: asyncio.Semaphore, model: str, request: GenerationRequest
+    ) -> Completion:
+        body = self.payload(model, request)
+        started = time.perf_counter()
+        attempts = self.retry.max_retries + 1
+        why = ""
+        for attempt in range(attempts):
+            try:
+                async with gate:  # held per attempt, so a request waiting out its backoff frees its slot
+                    result = await self._attempt(client, body, request.sampling.stop)
+                return replace(result, latency_s=time.perf_counter() - started)
+            except _Final as exc:
+                return self._failed(str(exc), started)
+            except _Retry as exc:
+                why = str(exc)
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(self.retry.delay(attempt, exc.retry_after))
+            except Exception as exc:  # a surprise in one response must not lose the other requests
+                return self._failed(f"unexpected {type(exc).__name__}: {exc}", started)
+        return self._failed(f"gave up after {attempts} attempts: {why}", started)
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, body: dict[str, Any], stops: Sequence[str]
+    ) -> Completion:
+        try:
+            # httpx's timeout bounds each socket read; wait_for bounds the whole exchange, so a server that
+            # trickles bytes forever is cut off too.
+            response = await asyncio.wait_for(client.post("chat/completions", json=body), self.timeout)
+        except (asyncio.TimeoutError, httpx.TimeoutException):
+            raise _Retry(f"no response within {self.timeout:g}s") from None
+        except httpx.TransportError as exc:
+            raise _Retry(f"connection error: {type(exc).__name__}: {_one_line(str(exc))}") from None
+        except httpx.HTTPError as exc:
+            raise _Final(f"request failed: {type(exc).__name__}: {_one_line(str(exc))}") from None
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise _Retry(
+                f"HTTP {status}: {_one_line(response.text)}",
+                parse_retry_after(response.headers.get("retry-after")),
+            )
+        if status >= 400:
+            raise _Final(f"HTTP {status}: {_one_line(response.text)}")
+        return _parse_response(response.content, stops)
+
+    @staticmethod
+    def _failed(why: str, started: float) -> Completion:
+        return Completion(
+            text="", finish_reason="error", latency_s=time.perf_counter() - started, error=_one_line(why)
+        )
+
+
+__all__ = ["OpenAIBackend", "RetryPolicy", "parse_retry_after"]
