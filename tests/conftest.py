@@ -12,7 +12,19 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+def _shared_dir() -> Path:
+    """../shared next to the checkout; a git worktree sits one level deeper, so look up the parents too."""
+    if os.environ.get("RMR1_SHARED"):
+        return Path(os.environ["RMR1_SHARED"])
+    here = Path(__file__).resolve()
+    for parent in here.parents[1:]:
+        if (parent / "shared" / "benchmarks").is_dir():
+            return parent / "shared"
+    return here.parents[1].parent / "shared"
+
+
+SHARED = _shared_dir()
 BENCHMARKS = SHARED / "benchmarks"
 
 

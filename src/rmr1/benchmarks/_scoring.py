@@ -1,0 +1,76 @@
+"""From judgments to per-pair outcomes: the part of scoring every benchmark shares.
+
+Decision unit = (item_id, pair, order). Its samples are folded by majority vote (``rmr1.judge.vote``); a tie
+or no parsed verdict leaves the decision undecided (``None``). A pair's value is the mean over its judged
+orders, an undecided order counting ``unparsed_score``. Benchmarks with their own rule for undecided orders
+(JudgeBench) read ``decisions`` directly.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from rmr1.errors import InputError
+from rmr1.judge import vote
+from rmr1.types import Judgment
+
+ORDERS = ("AB", "BA")
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    """One compared pair: for each judged order, whether the preferred response won (None: undecided)."""
+
+    item_id: str
+    pair: int
+    subset: str
+    decisions: Mapping[str, bool | None]
+
+    def value(self, unparsed_score: float) -> float:
+        scores = [unparsed_score if d is None else float(d) for d in self.decisions.values()]
+        return sum(scores) / len(scores)
+
+
+def pair_outcomes(judgments: Iterable[Judgment]) -> list[PairOutcome]:
+    """Group judgments by pair and order, vote each order; pairs come back sorted by (item_id, pair)."""
+    groups: dict[tuple[str, int], dict[str, list[Judgment]]] = defaultdict(lambda: defaultdict(list))
+    subsets: dict[tuple[str, int], str] = {}
+    for j in judgments:
+        if j.order not in ORDERS:
+            raise InputError(
+                f"must be AB or BA, got {j.order!r}", source=f"judgment of item {j.item_id}", field="order"
+            )
+        key = (str(j.item_id), int(j.pair))
+        groups[key][j.order].append(j)
+        if j.subset or key not in subsets:
+            subsets[key] = j.subset or ""
+    out = []
+    for key in sorted(groups):
+        by_order = groups[key]
+        decisions = {order: vote(by_order[order]).correct for order in ORDERS if order in by_order}
+        out.append(PairOutcome(key[0], key[1], subsets[key], decisions))
+    return out
+
+
+def by_item(outcomes: Iterable[PairOutcome]) -> dict[str, list[PairOutcome]]:
+    items: dict[str, list[PairOutcome]] = defaultdict(list)
+    for outcome in outcomes:
+        items[outcome.item_id].append(outcome)
+    return dict(items)
+
+
+def mean(values: Iterable[float | None]) -> float | None:
+    """Mean of the values that exist; None when there are none."""
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def accuracy_by_subset(outcomes: Iterable[PairOutcome], unparsed_score: float) -> dict[str, float]:
+    """Per-subset mean of item values, an item's value being the mean over its pairs."""
+    per_subset: dict[str, list[float]] = defaultdict(list)
+    for pairs in by_item(outcomes).values():
+        item_value = sum(p.value(unparsed_score) for p in pairs) / len(pairs)
+        per_subset[pairs[0].subset].append(item_value)
+    return {name: sum(v) / len(v) for name, v in sorted(per_subset.items())}
