@@ -31,7 +31,23 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CandidateSet", "Completion", "InputError", "Judge", "JudgeConfig", "Judgment", "Message", "PreferencePair",
-    "Rmr1Error", "Verdict", "__version__", "evaluate", "get_template", "load_benchmark", "make_backend",
-    "parse_trace", "parse_verdict", "rm_r1_reward", "strict_reward",
+    "CandidateSet",
+    "Completion",
+    "InputError",
+    "Judge",
+    "JudgeConfig",
+    "Judgment",
+    "Message",
+    "PreferencePair",
+    "Rmr1Error",
+    "Verdict",
+    "__version__",
+    "evaluate",
+    "get_template",
+    "load_benchmark",
+    "make_backend",
+    "parse_trace",
+    "parse_verdict",
+    "rm_r1_reward",
+    "strict_reward",
 ]

@@ -14,8 +14,9 @@ class Rmr1Error(Exception):
 class InputError(Rmr1Error, ValueError):
     """Bad user input: a malformed file, a missing or wrongly typed field, an empty text."""
 
-    def __init__(self, message: str, *, source: str | None = None, line: int | None = None,
-                 field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, source: str | None = None, line: int | None = None, field: str | None = None
+    ) -> None:
         self.source, self.line, self.field, self.bare = source, line, field, message
         where = []
         if source:
@@ -27,10 +28,16 @@ class InputError(Rmr1Error, ValueError):
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
-    def located(self, source: str | None = None, line: int | None = None, field: str | None = None) -> InputError:
+    def located(
+        self, source: str | None = None, line: int | None = None, field: str | None = None
+    ) -> InputError:
         """The same error with the file, line (or record) and field filled in where still unknown."""
-        return InputError(self.bare, source=self.source or source, line=self.line if self.line is not None else line,
-                          field=self.field or field)
+        return InputError(
+            self.bare,
+            source=self.source or source,
+            line=self.line if self.line is not None else line,
+            field=self.field or field,
+        )
 
 
 class ConfigError(Rmr1Error, ValueError):

@@ -33,7 +33,9 @@ def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False) -> Iterato
                     return
                 raise InputError(f"not valid JSON ({exc.msg})", source=str(p), line=number) from None
             if not isinstance(value, dict):
-                raise InputError(f"expected a JSON object, got {type(value).__name__}", source=str(p), line=number)
+                raise InputError(
+                    f"expected a JSON object, got {type(value).__name__}", source=str(p), line=number
+                )
             yield number, value
 
 
@@ -92,8 +94,9 @@ def _text(record: Mapping[str, Any], key: str, source: str, line: int) -> str:
     return value
 
 
-def pair_from_record(record: Mapping[str, Any], source: str, line: int, *,
-                     default_id: str | None = None) -> tuple[PreferencePair, bool]:
+def pair_from_record(
+    record: Mapping[str, Any], source: str, line: int, *, default_id: str | None = None
+) -> tuple[PreferencePair, bool]:
     """A pair from {prompt, chosen, rejected} (labelled) or {prompt, response_a, response_b} (unlabelled).
 
     Returns the pair and whether it was labelled. Unlabelled pairs put response_a in the chosen slot.
@@ -112,8 +115,13 @@ def pair_from_record(record: Mapping[str, Any], source: str, line: int, *,
     first, second = (_text(record, k, source, line) for k in keys)
     raw_id = record.get("id", record.get("item_id", default_id if default_id is not None else str(line)))
     try:
-        pair = PreferencePair(item_id=str(raw_id), context=context, chosen=first, rejected=second,
-                              subset=str(record.get("subset", "")))
+        pair = PreferencePair(
+            item_id=str(raw_id),
+            context=context,
+            chosen=first,
+            rejected=second,
+            subset=str(record.get("subset", "")),
+        )
     except InputError as exc:
         raise exc.located(source, line) from None
     return pair, labelled

@@ -100,8 +100,9 @@ def call_key(item_id: str, pair: int, order: str, sample: int) -> str:
 class Judge:
     """A backend and a template, applied to preference pairs under a JudgeConfig."""
 
-    def __init__(self, backend: Backend, template: JudgeTemplate | str | None = None,
-                 config: JudgeConfig | None = None) -> None:
+    def __init__(
+        self, backend: Backend, template: JudgeTemplate | str | None = None, config: JudgeConfig | None = None
+    ) -> None:
         self.backend = backend
         self.template = template if isinstance(template, JudgeTemplate) else get_template(template)
         self.config = config or JudgeConfig()
@@ -121,10 +122,15 @@ class Judge:
                 key = call_key(pair.item_id, pair.pair, order, sample)
                 temperature = cfg.effective_temperature
                 sampling = SamplingParams(
-                    max_new_tokens=cfg.max_new_tokens, temperature=temperature, top_p=cfg.top_p,
+                    max_new_tokens=cfg.max_new_tokens,
+                    temperature=temperature,
+                    top_p=cfg.top_p,
                     seed=_sample_seed(cfg.seed, key) if temperature > 0 else None,
-                    stop=STOP if cfg.stop_at_verdict else ())
-                calls.append(Call(pair, order, sample, GenerationRequest(messages, sampling, key), neutralised))
+                    stop=STOP if cfg.stop_at_verdict else (),
+                )
+                calls.append(
+                    Call(pair, order, sample, GenerationRequest(messages, sampling, key), neutralised)
+                )
         return calls
 
     def to_judgment(self, call: Call, completion: Completion) -> Judgment:
@@ -132,11 +138,21 @@ class Judge:
         verdict = parse_verdict(text, self.config.parse_mode)
         reason = completion.error if completion.finish_reason == "error" else verdict.reason
         return Judgment(
-            item_id=call.pair.item_id, pair=call.pair.pair, subset=call.pair.subset, order=call.order,
-            sample=call.sample, verdict=verdict.label, correct=is_correct(verdict.label, call.order),
-            finish_reason=completion.finish_reason, completion=text,
-            prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-            latency_s=round(completion.latency_s, 4) if self.config.record_latency else 0.0, parse_error=reason, neutralised=call.neutralised)
+            item_id=call.pair.item_id,
+            pair=call.pair.pair,
+            subset=call.pair.subset,
+            order=call.order,
+            sample=call.sample,
+            verdict=verdict.label,
+            correct=is_correct(verdict.label, call.order),
+            finish_reason=completion.finish_reason,
+            completion=text,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            latency_s=round(completion.latency_s, 4) if self.config.record_latency else 0.0,
+            parse_error=reason,
+            neutralised=call.neutralised,
+        )
 
     def run(self, calls: Iterable[Call]) -> Iterator[Judgment]:
         """Send calls to the backend ``batch_size`` at a time; yield judgments in call order per batch."""
@@ -156,14 +172,20 @@ class Judge:
         for call, completion in zip(batch, completions, strict=True):
             yield self.to_judgment(call, completion)
 
-    def judge(self, pairs: Iterable[PreferencePair],
-              skip: Collection[tuple[str, int, str, int]] = ()) -> Iterator[Judgment]:
+    def judge(
+        self, pairs: Iterable[PreferencePair], skip: Collection[tuple[str, int, str, int]] = ()
+    ) -> Iterator[Judgment]:
         """Judge every pair; calls whose key is in ``skip`` (already logged) are not made again."""
         calls = (c for p in pairs for c in self.plan(p) if c.key not in skip)
         yield from self.run(calls)
 
-    def judge_pair(self, prompt: object, response_a: str, response_b: str,
-                   on_judgment: Callable[[Judgment], None] | None = None) -> list[Judgment]:
+    def judge_pair(
+        self,
+        prompt: object,
+        response_a: str,
+        response_b: str,
+        on_judgment: Callable[[Judgment], None] | None = None,
+    ) -> list[Judgment]:
         """Judge one ad-hoc pair. ``correct`` then means "preferred response_a" (it plays the chosen role)."""
         pair = PreferencePair.from_texts(prompt, response_a, response_b, item_id="adhoc")
         out = []

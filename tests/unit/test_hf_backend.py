@@ -9,8 +9,13 @@ import pytest
 from rmr1.backends.hf import HFBackend
 from rmr1.types import GenerationRequest, Message, SamplingParams
 
-PROMPTS = ["What is 12 plus 30?", "Which response is better and why?",
-           "The quick brown fox jumps over the lazy dog. " * 6, "Hi", "0 1 2 3 4 5 6 7 8 9"]
+PROMPTS = [
+    "What is 12 plus 30?",
+    "Which response is better and why?",
+    "The quick brown fox jumps over the lazy dog. " * 6,
+    "Hi",
+    "0 1 2 3 4 5 6 7 8 9",
+]
 
 
 def requests(max_new_tokens: int = 12, stop: tuple[str, ...] = ()) -> list[GenerationRequest]:
@@ -65,7 +70,10 @@ def test_stop_string_cuts_right_after_it(backend: HFBackend) -> None:
 def test_eos_ends_the_row(backend: HFBackend) -> None:
     done = _finish(backend, "Hello there", (), eos=True)
     assert (done.text, done.finish_reason) == ("Hello there", "stop")
-    assert done.completion_tokens == len(backend.tokenizer("Hello there", add_special_tokens=False)["input_ids"]) + 1
+    assert (
+        done.completion_tokens
+        == len(backend.tokenizer("Hello there", add_special_tokens=False)["input_ids"]) + 1
+    )
 
 
 def test_running_out_of_budget_is_length(backend: HFBackend) -> None:

@@ -13,7 +13,9 @@ from rmr1.types import GenerationRequest, Judgment, PreferencePair
 
 
 def pairs(n: int) -> list[PreferencePair]:
-    return [PreferencePair.from_texts(f"q{i}", f"good {i}", f"bad {i}", item_id=f"item-{i}") for i in range(n)]
+    return [
+        PreferencePair.from_texts(f"q{i}", f"good {i}", f"bad {i}", item_id=f"item-{i}") for i in range(n)
+    ]
 
 
 def picks_good(req: GenerationRequest) -> str:
@@ -98,12 +100,15 @@ def _j(correct: bool | None) -> Judgment:
     return Judgment("1", 0, "", "AB", 0, verdict, correct, "stop", "")
 
 
-@pytest.mark.parametrize(("votes", "correct", "confidence"), [
-    ([True, True, False], True, 2 / 3),
-    ([False, False, None], False, 1.0),
-    ([True, False], None, 0.5),  # a tie decides nothing
-    ([None, None], None, 0.0),  # nothing parsed
-])
+@pytest.mark.parametrize(
+    ("votes", "correct", "confidence"),
+    [
+        ([True, True, False], True, 2 / 3),
+        ([False, False, None], False, 1.0),
+        ([True, False], None, 0.5),  # a tie decides nothing
+        ([None, None], None, 0.0),  # nothing parsed
+    ],
+)
 def test_vote(votes: list[bool | None], correct: bool | None, confidence: float) -> None:
     result = vote([_j(v) for v in votes])
     assert result.correct == correct and result.confidence == pytest.approx(confidence)

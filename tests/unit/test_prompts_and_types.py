@@ -29,8 +29,17 @@ def test_builtin_templates_render() -> None:
 
 def test_cor_template_asks_for_every_part() -> None:
     system = BUILTIN["cor"].system
-    for tag in ("<type>Reasoning</type>", "<type>Chat</type>", "<solution>", "<rubric>", "<justify>", "<eval>",
-                "<quote_A>", "<summary_B>", "<answer>[[A]]</answer>"):
+    for tag in (
+        "<type>Reasoning</type>",
+        "<type>Chat</type>",
+        "<solution>",
+        "<rubric>",
+        "<justify>",
+        "<eval>",
+        "<quote_A>",
+        "<summary_B>",
+        "<answer>[[A]]</answer>",
+    ):
         assert tag in system
     assert "<type>" not in BUILTIN["cor-notype"].system
     assert "<rubric>" not in BUILTIN["plain"].system
@@ -55,16 +64,25 @@ def test_marker_lines_in_a_response_are_neutralised() -> None:
     assert "\\" + response_start("B") in body
 
 
-@pytest.mark.parametrize("line", ["[Client Question]", "  === chatbot b: anything ===  ",
-                                  "[The Start of Assistant A's Answer]", "[the end of chatbot B's response]"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "[Client Question]",
+        "  === chatbot b: anything ===  ",
+        "[The Start of Assistant A's Answer]",
+        "[the end of chatbot B's response]",
+    ],
+)
 def test_neutralise_catches_marker_lookalikes(line: str) -> None:
     text, changed = neutralise(f"before\n{line}\nafter")
     assert changed and text.splitlines()[1].startswith("\\")
 
 
 def test_neutralise_leaves_ordinary_text() -> None:
-    assert neutralise("a == b\n[1] a citation\n=== heading ===") == ("a == b\n[1] a citation\n=== heading ===",
-                                                                       False)
+    assert neutralise("a == b\n[1] a citation\n=== heading ===") == (
+        "a == b\n[1] a citation\n=== heading ===",
+        False,
+    )
 
 
 def test_unknown_template_is_a_config_error() -> None:
@@ -80,14 +98,17 @@ def test_template_file(tmp_path: Path) -> None:
     assert messages[0].content == "Be fair." and messages[1].content.startswith("Question: What is 2+2?")
 
 
-@pytest.mark.parametrize(("content", "fragment"), [
-    ("user: '{pair} {nope}'\n", "unknown placeholder {nope}"),
-    ("system: hi\n", "field 'user': missing"),
-    ("user: [1, 2]\n", "field 'user': must be a string"),
-    ("user: '{pair}'\nextra: 1\n", "field 'extra': unknown key"),
-    ("user: '{question}'\n", "must contain {pair}"),
-    ("user: 'a: b: c\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("user: '{pair} {nope}'\n", "unknown placeholder {nope}"),
+        ("system: hi\n", "field 'user': missing"),
+        ("user: [1, 2]\n", "field 'user': must be a string"),
+        ("user: '{pair}'\nextra: 1\n", "field 'extra': unknown key"),
+        ("user: '{question}'\n", "must contain {pair}"),
+        ("user: 'a: b: c\n", "not valid YAML"),
+    ],
+)
 def test_bad_template_files_name_the_problem(tmp_path: Path, content: str, fragment: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(content)
@@ -111,15 +132,26 @@ def test_pair_validation() -> None:
 
 def test_pair_properties() -> None:
     single = PreferencePair.from_texts("q", "a", "b")
-    multi = PreferencePair.from_texts([{"role": "user", "content": "q1"}, {"role": "assistant", "content": "r"},
-                                       {"role": "user", "content": "q2"}], "a", "b")
+    multi = PreferencePair.from_texts(
+        [
+            {"role": "user", "content": "q1"},
+            {"role": "assistant", "content": "r"},
+            {"role": "user", "content": "q2"},
+        ],
+        "a",
+        "b",
+    )
     assert (single.is_multi_turn, multi.is_multi_turn, multi.question) == (False, True, "q2")
 
 
 def test_candidate_set_expands_best_against_losers() -> None:
     cands = CandidateSet("i", CTX, ("x", "best", "y", "z"), best=1)
     pairs = cands.pairs_against_best()
-    assert [(p.chosen, p.rejected, p.pair) for p in pairs] == [("best", "x", 0), ("best", "y", 1), ("best", "z", 2)]
+    assert [(p.chosen, p.rejected, p.pair) for p in pairs] == [
+        ("best", "x", 0),
+        ("best", "y", 1),
+        ("best", "z", 2),
+    ]
     with pytest.raises(InputError, match="at least two"):
         CandidateSet("i", CTX, ("x",))
 

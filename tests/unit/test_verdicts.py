@@ -69,8 +69,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("output", "strict", "reason", "paper"),
-                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("output", "strict", "reason", "paper"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_parse_verdict_table(output: str, strict: str | None, reason: str | None, paper: str | None) -> None:
     got = parse_verdict(output, "strict")
     assert (got.label, got.reason) == (strict, reason)
@@ -113,8 +114,11 @@ REWARD_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("completion", "winner", "truncated", "reward"),
-                         [c[1:] for c in REWARD_CASES], ids=[c[0] for c in REWARD_CASES])
+@pytest.mark.parametrize(
+    ("completion", "winner", "truncated", "reward"),
+    [c[1:] for c in REWARD_CASES],
+    ids=[c[0] for c in REWARD_CASES],
+)
 def test_rm_r1_reward_table(completion: str, winner: str, truncated: bool, reward: float) -> None:
     assert rm_r1_reward(completion, winner, truncated=truncated) == reward
 
@@ -139,7 +143,10 @@ def test_parse_trace_extracts_chain_of_rubrics_parts() -> None:
     )
     trace = parse_trace(text)
     assert trace.type == "Chat"
-    assert [(i.text.split(" (")[0], i.weight) for i in trace.rubric_items] == [("Accuracy", 0.6), ("Clarity", 0.4)]
+    assert [(i.text.split(" (")[0], i.weight) for i in trace.rubric_items] == [
+        ("Accuracy", 0.6),
+        ("Clarity", 0.4),
+    ]
     assert trace.justify == "Accuracy matters most."
     assert trace.quotes_a == ("Paris",)
     assert trace.summaries_b == ("says Lyon",)

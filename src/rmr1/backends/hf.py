@@ -57,8 +57,10 @@ def load_model(model: str | None, *, dtype: str = "auto", device: str | None = N
         net = AutoModelForCausalLM.from_pretrained(path, dtype=_pick_dtype(dtype, device))
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"cannot load model {path!r} (no network or not a checkpoint?): {first}") from None
-    net.to(device).eval()
+        raise ModelLoadError(
+            f"cannot load model {path!r} (no network or not a checkpoint?): {first}"
+        ) from None
+    net.to(device).eval()  # type: ignore[arg-type]
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
@@ -74,8 +76,15 @@ class _Prepared:
 class HFBackend:
     """Local generation with transformers. ``batch_size`` caps rows per forward batch."""
 
-    def __init__(self, model: str | None = None, *, batch_size: int = 8, dtype: str = "auto",
-                 device: str | None = None, **_: object) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        batch_size: int = 8,
+        dtype: str = "auto",
+        device: str | None = None,
+        **_: object,
+    ) -> None:
         self.model, self.tokenizer, self.device = load_model(model, dtype=dtype, device=device)
         self.batch_size = max(1, int(batch_size))
         self.model_name = model
@@ -95,7 +104,7 @@ class HFBackend:
         for sampling, prepared in groups.items():
             prepared.sort(key=lambda p: len(p.ids))
             for start in range(0, len(prepared), self.batch_size):
-                chunk = prepared[start:start + self.batch_size]
+                chunk = prepared[start : start + self.batch_size]
                 for p, completion in zip(chunk, self._generate_batch(chunk, sampling), strict=True):
                     results[p.index] = completion
         return [r for r in results if r is not None]
@@ -107,8 +116,9 @@ class HFBackend:
         width = max(len(p.ids) for p in chunk)
         pad = tok.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(p.ids)) + p.ids for p in chunk], device=self.device)
-        attention = torch.tensor([[0] * (width - len(p.ids)) + [1] * len(p.ids) for p in chunk],
-                                 device=self.device)
+        attention = torch.tensor(
+            [[0] * (width - len(p.ids)) + [1] * len(p.ids) for p in chunk], device=self.device
+        )
         kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "pad_token_id": pad}
         if sampling.temperature > 0:
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
@@ -122,8 +132,10 @@ class HFBackend:
         with torch.inference_mode():
             out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
         latency = time.perf_counter() - started
-        return [self._finish(row[width:].tolist(), len(p.ids), sampling, latency)
-                for p, row in zip(chunk, out, strict=True)]
+        return [
+            self._finish(row[width:].tolist(), len(p.ids), sampling, latency)
+            for p, row in zip(chunk, out, strict=True)
+        ]
 
     def _eos_ids(self) -> set[int]:
         ids = self.model.generation_config.eos_token_id
@@ -134,7 +146,9 @@ class HFBackend:
                 eos.add(extra)
         return eos
 
-    def _finish(self, new: list[int], prompt_len: int, sampling: SamplingParams, latency: float) -> Completion:
+    def _finish(
+        self, new: list[int], prompt_len: int, sampling: SamplingParams, latency: float
+    ) -> Completion:
         eos = self._eos_ids()
         ended = next((k for k, t in enumerate(new) if t in eos), None)
         kept = new[:ended] if ended is not None else new
@@ -144,8 +158,13 @@ class HFBackend:
         for stop in sampling.stop:
             cut = text.find(stop)
             if cut >= 0:
-                text, finish = text[:cut + len(stop)], "stop"
+                text, finish = text[: cut + len(stop)], "stop"
         if finish == "length" and len(new) < sampling.max_new_tokens:
             finish = "stop"  # generation halted on a stop string the text no longer shows after decoding
-        return Completion(text=text, finish_reason=finish, prompt_tokens=prompt_len,
-                          completion_tokens=used, latency_s=latency)
+        return Completion(
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=prompt_len,
+            completion_tokens=used,
+            latency_s=latency,
+        )

@@ -54,6 +54,12 @@ class MockBackend:
         for req in requests:
             text = self._fn(req)
             prompt_tokens = sum(len(m.content.split()) for m in req.messages)
-            out.append(Completion(text=text, finish_reason="stop", prompt_tokens=prompt_tokens,
-                                  completion_tokens=len(text.split())))
+            out.append(
+                Completion(
+                    text=text,
+                    finish_reason="stop",
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=len(text.split()),
+                )
+            )
         return out

@@ -42,12 +42,16 @@ class ReplayBackend:
                         raise InputError("not valid JSON", source=str(file), line=number) from None
                     continue  # a torn last line from an interrupted run
                 if not isinstance(record, dict) or not isinstance(record.get("completion"), str):
-                    raise InputError("missing or not a string", source=str(file), line=number, field="completion")
+                    raise InputError(
+                        "missing or not a string", source=str(file), line=number, field="completion"
+                    )
                 self.records[_record_key(record, str(file), number)] = Completion(
-                    text=record["completion"], finish_reason=str(record.get("finish_reason", "stop")),
+                    text=record["completion"],
+                    finish_reason=str(record.get("finish_reason", "stop")),
                     prompt_tokens=int(record.get("prompt_tokens", 0)),
                     completion_tokens=int(record.get("completion_tokens", 0)),
-                    latency_s=float(record.get("latency_s", 0.0)))
+                    latency_s=float(record.get("latency_s", 0.0)),
+                )
         self.source = str(file)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:

@@ -30,15 +30,19 @@ def _winner(j: Judgment) -> str | None:
 def _show(console: Console, judgments: list[Judgment], seconds: float) -> None:
     for j in judgments:
         shown = "response_a as A, response_b as B" if j.order == "AB" else "response_b as A, response_a as B"
-        console.print(Panel(j.completion or "(empty output)", title=f"trace ({shown}, sample {j.sample})",
-                            expand=False))
+        console.print(
+            Panel(j.completion or "(empty output)", title=f"trace ({shown}, sample {j.sample})", expand=False)
+        )
         if j.verdict is None:
-            console.print(f"[bold red]verdict: could not be parsed[/] ({j.parse_error}; "
-                          f"finish_reason={j.finish_reason})")
+            console.print(
+                f"[bold red]verdict: could not be parsed[/] ({j.parse_error}; "
+                f"finish_reason={j.finish_reason})"
+            )
         else:
             console.print(f"[bold green]verdict: {j.verdict}[/] -> {_winner(j)} is better")
-        console.print(f"tokens: {j.prompt_tokens} prompt + {j.completion_tokens} completion, "
-                      f"{j.latency_s:.2f}s")
+        console.print(
+            f"tokens: {j.prompt_tokens} prompt + {j.completion_tokens} completion, {j.latency_s:.2f}s"
+        )
     console.print(f"total time: {seconds:.2f}s")
 
 
@@ -66,13 +70,16 @@ def _record(j: Judgment, labelled: bool) -> dict[str, Any]:
 @judge_options
 def judge(
     opts: JudgeOptions,
-    pairs: Annotated[Path | None, typer.Option(help="JSONL of {prompt, chosen, rejected} or "
-                                                    "{prompt, response_a, response_b}.")] = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(help="JSONL of {prompt, chosen, rejected} or {prompt, response_a, response_b}."),
+    ] = None,
     prompt: Annotated[str | None, typer.Option(help="The question (with --response-a/-b).")] = None,
     response_a: Annotated[str | None, typer.Option(help="First response.")] = None,
     response_b: Annotated[str | None, typer.Option(help="Second response.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Write judgments here as JSONL (default: stdout for "
-                                                  "--pairs).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write judgments here as JSONL (default: stdout for --pairs).")
+    ] = None,
 ) -> None:
     """Judge one pair (readable trace) or a file of pairs (JSONL judgments)."""
     if pairs is None and (prompt is None or response_a is None or response_b is None):
@@ -89,8 +96,8 @@ def judge(
         result = judge_.judge_pair(prompt, response_a or "", response_b or "")
         _show(Console(), result, time.perf_counter() - started)
         if out is not None:
-            with JsonlAppender(out) as writer:
-                writer.write([_record(j, False) for j in result])
+            with JsonlAppender(out) as single:
+                single.write([_record(j, False) for j in result])
         return
     labelled = {p.item_id: lab for p, lab in loaded}
     total = sum(len(judge_.orders(p)) * judge_.config.samples for p, _ in loaded)

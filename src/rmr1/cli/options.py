@@ -17,8 +17,8 @@ import typer
 from rmr1.backends import BACKENDS, Backend, make_backend
 from rmr1.errors import ConfigError
 from rmr1.judge import Judge, JudgeConfig
-from rmr1.prompts import JudgeTemplate, get_template
 from rmr1.models import DEFAULT_MODEL
+from rmr1.prompts import JudgeTemplate, get_template
 
 
 @dataclass
@@ -42,10 +42,16 @@ class JudgeOptions:
     record_latency: bool = True
 
     def judge_config(self) -> JudgeConfig:
-        return JudgeConfig(protocol=self.protocol, samples=self.samples, seed=self.seed,
-                           max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-                           parse_mode=self.parse_mode, batch_size=self.batch_size,
-                           record_latency=self.record_latency)
+        return JudgeConfig(
+            protocol=self.protocol,
+            samples=self.samples,
+            seed=self.seed,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            parse_mode=self.parse_mode,
+            batch_size=self.batch_size,
+            record_latency=self.record_latency,
+        )
 
     def template_obj(self) -> JudgeTemplate:
         return get_template(self.template, self.template_file)
@@ -63,8 +69,12 @@ class JudgeOptions:
         if self.backend == "hf":
             extra = {"batch_size": self.batch_size, "dtype": self.dtype}
         elif self.backend == "openai":
-            extra = {"base_url": self.base_url, "api_key": self.api_key, "concurrency": self.concurrency,
-                     "timeout": self.timeout}
+            extra = {
+                "base_url": self.base_url,
+                "api_key": self.api_key,
+                "concurrency": self.concurrency,
+                "timeout": self.timeout,
+            }
         return make_backend(self.backend, self.model, **extra)
 
     def build_judge(self) -> Judge:
@@ -80,7 +90,7 @@ class JudgeOptions:
 
 _HELP = {
     "model": "Model: hub id, local checkpoint, or empty for the embedded SmolLM2-135M-Instruct "
-             "(openai: the served model name; replay: a judgments.jsonl).",
+    "(openai: the served model name; replay: a judgments.jsonl).",
     "backend": f"Inference backend: {', '.join(BACKENDS)}.",
     "template": "Built-in judge template: cor, reasoning, cor-notype, plain.",
     "template_file": "A YAML template file with 'user' (and optional 'system') texts.",
@@ -112,8 +122,12 @@ def _parameter(name: str) -> inspect.Parameter:
     if annotation is bool:
         flag = f"{flag}/--no-{flag[2:]}"
     option = typer.Option(flag, help=_HELP[name], rich_help_panel="Judge options")
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=getattr(_DEFAULTS, name),
-                             annotation=Annotated[annotation, option])
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=getattr(_DEFAULTS, name),
+        annotation=Annotated[annotation, option],
+    )
 
 
 def judge_options(fn: F) -> F:
@@ -128,6 +142,7 @@ def judge_options(fn: F) -> F:
         return fn(opts=opts, **kwargs)
 
     wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared)
+        parameters=[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared
+    )
     wrapper.__annotations__ = {p.name: p.annotation for p in own + shared}
     return wrapper  # type: ignore[return-value]

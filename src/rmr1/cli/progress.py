@@ -12,14 +12,25 @@ from rmr1.types import Judgment
 
 
 @contextlib.contextmanager
-def progress_bar(console: Console, total: int, label: str) -> Iterator[Callable[[int, Judgment | None], None]]:
+def progress_bar(
+    console: Console, total: int, label: str
+) -> Iterator[Callable[[int, Judgment | None], None]]:
     """Yield ``advance(n, judgment)``; a no-op bar when stderr is not a terminal."""
     right = wrong = 0
     if not console.is_terminal:
-        yield lambda n, j=None: None
+
+        def ignore(n: int, judgment: Judgment | None = None) -> None:
+            return None
+
+        yield ignore
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[acc]}"),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[acc]}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(label, total=total, acc="")
 

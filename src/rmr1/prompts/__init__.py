@@ -5,5 +5,12 @@ from rmr1.prompts.templates import BUILTIN, JudgeTemplate, get_template, load_te
 
 TEMPLATES = tuple(BUILTIN)
 
-__all__ = ["BUILTIN", "TEMPLATES", "JudgeTemplate", "get_template", "load_template_file", "neutralise",
-           "render_pair"]
+__all__ = [
+    "BUILTIN",
+    "TEMPLATES",
+    "JudgeTemplate",
+    "get_template",
+    "load_template_file",
+    "neutralise",
+    "render_pair",
+]

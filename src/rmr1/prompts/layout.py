@@ -80,11 +80,20 @@ def render_pair(context: tuple[Message, ...], response_a: str, response_b: str) 
 
     if len(turns) <= 1:
         question = clean(turns[0].content if turns else context[-1].content)
-        block = "\n".join([
-            QUESTION_HEADER, question, "",
-            response_start("A"), clean(response_a), response_end("A"), "",
-            response_start("B"), clean(response_b), response_end("B"),
-        ])
+        block = "\n".join(
+            [
+                QUESTION_HEADER,
+                question,
+                "",
+                response_start("A"),
+                clean(response_a),
+                response_end("A"),
+                "",
+                response_start("B"),
+                clean(response_b),
+                response_end("B"),
+            ]
+        )
         return RenderedPair(question, block, any(flags))
 
     sides = []

@@ -100,8 +100,9 @@ class JudgeTemplate:
         if "{pair}" not in self.user.replace("{{", "").replace("}}", ""):
             raise ConfigError(f"template {self.name!r}: the user text must contain {{pair}}")
 
-    def render(self, context: tuple[Message, ...], response_a: str,
-               response_b: str) -> tuple[tuple[Message, ...], bool]:
+    def render(
+        self, context: tuple[Message, ...], response_a: str, response_b: str
+    ) -> tuple[tuple[Message, ...], bool]:
         """The chat to send, and whether any response text had to be neutralised."""
         rendered = render_pair(context, response_a, response_b)
         user = self.user.format(pair=rendered.block, question=rendered.question)
@@ -114,19 +115,24 @@ def check_placeholders(text: str, source: str, field: str) -> None:
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
     except ValueError as exc:
-        raise ConfigError(f"{source}, field '{field}': bad braces ({exc}); write literal braces as {{{{ }}}}") \
-            from None
+        raise ConfigError(
+            f"{source}, field '{field}': bad braces ({exc}); write literal braces as {{{{ }}}}"
+        ) from None
     unknown = sorted(n for n in names if n not in PLACEHOLDERS)
     if unknown:
-        raise ConfigError(f"{source}, field '{field}': unknown placeholder {{{unknown[0]}}}; "
-                          f"allowed: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}")
+        raise ConfigError(
+            f"{source}, field '{field}': unknown placeholder {{{unknown[0]}}}; "
+            f"allowed: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+        )
 
 
 BUILTIN: dict[str, JudgeTemplate] = {
     t.name: t
     for t in (
         JudgeTemplate("cor", COR_SYSTEM, _PAIR_USER, "Chain-of-Rubrics, for instruct judges (RM-R1 Qwen2.5)"),
-        JudgeTemplate("reasoning", "", REASONING_USER, "single user turn, for thinking judges (RM-R1 DeepSeek)"),
+        JudgeTemplate(
+            "reasoning", "", REASONING_USER, "single user turn, for thinking judges (RM-R1 DeepSeek)"
+        ),
         JudgeTemplate("cor-notype", COR_NOTYPE_SYSTEM, _PAIR_USER, "ablation: rubric always, no type step"),
         JudgeTemplate("plain", PLAIN_SYSTEM, _PAIR_USER, "ablation: compare and give the verdict, no rubric"),
     )
@@ -154,8 +160,12 @@ def load_template_file(path: str | Path) -> JudgeTemplate:
     if not data.get("user"):
         raise InputError("missing", source=str(p), field="user")
     try:
-        return JudgeTemplate(str(data.get("name", p.stem)), data.get("system") or "", data["user"],
-                             str(data.get("description", "")))
+        return JudgeTemplate(
+            str(data.get("name", p.stem)),
+            data.get("system") or "",
+            data["user"],
+            str(data.get("description", "")),
+        )
     except ConfigError as exc:
         raise InputError(str(exc).split(": ", 1)[-1], source=str(p)) from None
 
@@ -166,5 +176,7 @@ def get_template(name: str | None = None, file: str | Path | None = None) -> Jud
         return load_template_file(file)
     key = name or "cor"
     if key not in BUILTIN:
-        raise ConfigError(f"unknown template {key!r}; choose one of {', '.join(BUILTIN)} or pass --template-file")
+        raise ConfigError(
+            f"unknown template {key!r}; choose one of {', '.join(BUILTIN)} or pass --template-file"
+        )
     return BUILTIN[key]
