@@ -33,6 +33,10 @@ def _root(
 # Each module registers its command(s) on ``app`` when imported.
 _COMMANDS = [
     "rmr1.cli.judge",
+    "rmr1.cli.eval",
+    "rmr1.cli.rescore",
+    "rmr1.cli.report",
+    "rmr1.cli.merge",
 ]
 
 for _module in _COMMANDS:

@@ -1,0 +1,105 @@
+"""``rmr1 eval``: judge a benchmark into a run directory (resumable), score it and write the report."""
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rmr1.cli import app
+from rmr1.cli.options import JudgeOptions, judge_options
+from rmr1.cli.progress import progress_bar
+from rmr1.evaluation.run import Advance
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def print_scores(scores: dict[str, Any], where: Path) -> None:
+    """The official numbers and the diagnostics as two small tables."""
+    console = Console()
+    official = Table(title="scores", caption=str(where / "scores.json"), show_header=False)
+    for key, value in scores.items():
+        if not isinstance(value, dict):
+            official.add_row(key, _number(value))
+        elif key != "diagnostics":
+            for name, sub in value.items():
+                official.add_row(f"{key}/{name or '(none)'}", _number(sub))
+    diagnostics = Table(title="diagnostics", show_header=False)
+    for key, value in (scores.get("diagnostics") or {}).items():
+        diagnostics.add_row(key, _number(value))
+    console.print(official)
+    console.print(diagnostics)
+
+
+def _progress(label: str) -> Any:
+    console = Console(stderr=True)
+
+    def factory(total: int, done: int) -> AbstractContextManager[Advance]:
+        @contextmanager
+        def bar() -> Iterator[Advance]:
+            if done:
+                console.print(f"resuming: {done} judgments already logged, {total} to go")
+            with progress_bar(console, total, label) as advance:
+                yield advance
+
+        return bar()
+
+    return factory
+
+
+@app.command("eval")
+@judge_options
+def eval_command(
+    opts: JudgeOptions,
+    benchmark: Annotated[str, typer.Argument(help="rewardbench, rm-bench, rmb, judgebench or preference.")],
+    out: Annotated[Path, typer.Option(help="The run directory (created; run again to resume).")],
+    data: Annotated[
+        str | None,
+        typer.Option(help="Local file or folder in the benchmark's own format (default: its hub id)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N items.")] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="Judge shard I of N (I/N, split by item); join the shards with rmr1 merge."),
+    ] = None,
+    unparsed_score: Annotated[
+        float,
+        typer.Option(
+            help="Score of a decision with no parsed verdict: 0 (the paper) or 0.5 (RewardBench's harness)."
+        ),
+    ] = 0.0,
+    report: Annotated[bool, typer.Option(help="Write report.html at the end.")] = True,
+) -> None:
+    """Evaluate a judge on a benchmark: run.json, judgments.jsonl, scores.json and report.html in --out."""
+    from rmr1.evaluation import evaluate
+
+    try:
+        result = evaluate(
+            benchmark,
+            out,
+            judge=opts,
+            progress=_progress(f"eval {benchmark}"),
+            data=data,
+            limit=limit,
+            shard=shard,
+            unparsed_score=unparsed_score,
+            report=report,
+        )
+    except KeyboardInterrupt:
+        typer.echo(
+            f"interrupted: the judgments so far are saved in {out}; run the same command again to resume",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    print_scores(result.scores, result.run_dir)
+    if report:
+        typer.echo(f"report: {result.run_dir / 'report.html'}", err=True)

@@ -1,0 +1,164 @@
+"""The run directory on disk: run.json, judgments.jsonl, scores.json, report.html.
+
+Files other than judgments.jsonl are replaced atomically (written beside, then renamed), so a kill never
+leaves a half-written run.json or scores.json. judgments.jsonl is only ever appended to in whole lines,
+except when a resume drops failed calls (``finish_reason == "error"``), which rewrites it atomically too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from rmr1.errors import InputError
+from rmr1.evaluation.settings import RunSettings
+from rmr1.jsonl import cut_torn_tail, read_jsonl
+from rmr1.types import Judgment
+
+Key = tuple[str, int, str, int]
+RUN_FILE, JUDGMENTS_FILE, SCORES_FILE, REPORT_FILE = (
+    "run.json",
+    "judgments.jsonl",
+    "scores.json",
+    "report.html",
+)
+_FIELDS = tuple(f.name for f in fields(Judgment))
+
+
+def judgment_record(judgment: Judgment) -> dict[str, Any]:
+    """``Judgment.to_dict()`` without ``asdict``'s deep copy (the fields are all scalars): same keys, same
+    order, several times faster on the hot path."""
+    values = getattr(judgment, "__dict__", None)
+    if values is not None and len(values) == len(_FIELDS):
+        return values  # read-only use: it is only encoded
+    return {name: getattr(judgment, name) for name in _FIELDS}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class RunDir:
+    """Paths and file access for one run directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.run_json = self.path / RUN_FILE
+        self.judgments = self.path / JUDGMENTS_FILE
+        self.scores = self.path / SCORES_FILE
+        self.report = self.path / REPORT_FILE
+
+    # -- run.json -----------------------------------------------------------------------------------------
+    def read_info(self) -> dict[str, Any] | None:
+        """run.json as a dict, or None when there is none yet."""
+        if not self.run_json.is_file():
+            return None
+        try:
+            data = json.loads(self.run_json.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"not valid JSON ({exc.msg})", source=str(self.run_json), line=exc.lineno
+            ) from None
+        if not isinstance(data, dict):
+            raise InputError("expected a JSON object", source=str(self.run_json))
+        return data
+
+    def read_settings(self, *, required: bool = True) -> RunSettings | None:
+        info = self.read_info()
+        if info is None:
+            if required:
+                raise InputError("not a run directory (no run.json)", source=str(self.path))
+            return None
+        return RunSettings.from_dict(info, str(self.run_json))
+
+    def write_info(self, settings: RunSettings, **extra: Any) -> None:
+        """Write run.json: the settings plus bookkeeping (status, counts, times); keeps ``created``."""
+        old = self.read_info() or {}
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        info = {**settings.to_dict(), "created": old.get("created", now), "updated": now, **extra}
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.run_json, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+
+    def update_info(self, **extra: Any) -> None:
+        info = self.read_info() or {}
+        info.update(extra, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        write_atomic(self.run_json, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+
+    # -- judgments.jsonl ----------------------------------------------------------------------------------
+    def has_judgments(self) -> bool:
+        return self.judgments.is_file() and self.judgments.stat().st_size > 0
+
+    def iter_numbered(self) -> Iterator[tuple[int, Judgment]]:
+        """Stream (line, judgment); a torn last line (a kill mid-write) is skipped."""
+        if not self.judgments.is_file():
+            return
+        source = str(self.judgments)
+        for line, record in read_jsonl(self.judgments, tolerate_torn_tail=True):
+            try:
+                yield line, Judgment.from_dict(record)
+            except (InputError, TypeError) as exc:
+                raise InputError(str(exc).split(": ", 1)[-1], source=source, line=line) from None
+
+    def iter_judgments(self) -> Iterator[Judgment]:
+        for _, judgment in self.iter_numbered():
+            yield judgment
+
+    def iter_checked(self) -> Iterator[Judgment]:
+        """Like ``iter_judgments`` but refuses a key logged twice (files joined or edited by hand)."""
+        seen: set[Key] = set()
+        for line, judgment in self.iter_numbered():
+            if judgment.key in seen:
+                raise InputError(
+                    f"judgment {'|'.join(map(str, judgment.key))} is logged twice",
+                    source=str(self.judgments),
+                    line=line,
+                )
+            seen.add(judgment.key)
+            yield judgment
+
+    def prepare_resume(self, *, retry_errors: bool) -> set[Key]:
+        """Make judgments.jsonl safe to append to and return the keys already judged.
+
+        Cuts a torn tail first (the appender would cut it too, and its key must not count as done), and with
+        ``retry_errors`` drops failed calls so they are made again.
+        """
+        if not self.judgments.is_file():
+            return set()
+        cut_torn_tail(self.judgments)
+        keys: set[Key] = set()
+        failed = 0
+        for judgment in self.iter_checked():
+            if retry_errors and judgment.finish_reason == "error":
+                failed += 1
+            else:
+                keys.add(judgment.key)
+        if failed:
+            self._drop_errors()
+        return keys
+
+    def _drop_errors(self) -> None:
+        tmp = self.judgments.with_name(f".{JUDGMENTS_FILE}.tmp")
+        with self.judgments.open(encoding="utf-8") as src, tmp.open("w", encoding="utf-8") as dst:
+            for raw in src:
+                if raw.strip() and json.loads(raw).get("finish_reason") != "error":
+                    dst.write(raw)
+        os.replace(tmp, self.judgments)
+
+
+__all__ = [
+    "JUDGMENTS_FILE",
+    "REPORT_FILE",
+    "RUN_FILE",
+    "SCORES_FILE",
+    "Key",
+    "RunDir",
+    "judgment_record",
+    "write_atomic",
+]

@@ -1,0 +1,130 @@
+"""What a run is: its settings (run.json), which of them change results, and how items are split into shards.
+
+A run directory holds the judgments of exactly one set of result-changing settings. Resuming with other such
+settings would silently mix two experiments in one file, so it is refused; settings that only change speed or
+bookkeeping (backend, batch size, the unparsed score, a larger limit) may change between invocations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from rmr1.errors import ConfigError, InputError
+
+# Settings whose change would make old and new judgments incomparable.
+RESULT_KEYS = (
+    "benchmark",
+    "data",
+    "model",
+    "template",
+    "template_sha",
+    "protocol",
+    "samples",
+    "seed",
+    "temperature",
+    "top_p",
+    "parse_mode",
+    "max_new_tokens",
+    "shard",
+)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count``: the items whose id hashes to ``index`` modulo ``count``.
+
+    Splitting by item (not by pair) keeps all comparisons of one item, and so its official score, together.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ConfigError(f"bad shard {self.index}/{self.count}: need 0 <= I < N")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise ConfigError(f"bad shard {text!r}: write it as I/N, e.g. 0/4") from None
+        return cls(index, count)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def contains(self, item_id: str) -> bool:
+        return shard_of(item_id, self.count) == self.index
+
+
+def shard_of(item_id: str, count: int) -> int:
+    """Stable across processes and machines (unlike ``hash``), so every shard agrees on the split."""
+    return int.from_bytes(hashlib.sha256(item_id.encode()).digest()[:8], "big") % count
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings recorded in run.json. Fields in RESULT_KEYS must match for a run to be resumed."""
+
+    benchmark: str
+    data: str | None  # the --data path as given; None: the benchmark's hub id
+    model: str
+    backend: str
+    template: str
+    template_sha: str  # hash of the template texts, so an edited template file is noticed
+    protocol: str
+    samples: int
+    seed: int
+    temperature: float | None
+    top_p: float
+    parse_mode: str
+    max_new_tokens: int
+    shard: str | None  # "I/N" or None
+    limit: int | None
+    unparsed_score: float
+    rmr1_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> RunSettings:
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise InputError("missing in run.json", source=source, field=missing[0])
+        return cls(**{n: data[n] for n in names})
+
+    def differences(self, other: RunSettings) -> list[str]:
+        """Result-changing settings that differ, as ``name: old -> new``."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [f"{k}: {mine[k]!r} -> {theirs[k]!r}" for k in RESULT_KEYS if mine[k] != theirs[k]]
+
+
+def _items(limit: int | None) -> float:
+    return float("inf") if limit is None else limit
+
+
+def check_resumable(old: RunSettings, new: RunSettings, source: str) -> None:
+    """Refuse to resume a run under settings that would change its results."""
+    diffs = old.differences(new)
+    if diffs:
+        raise ConfigError(
+            f"{source} was made with other settings ({'; '.join(diffs)}); "
+            "use another --out or the original settings"
+        )
+    if _items(new.limit) < _items(old.limit):
+        raise ConfigError(
+            f"{source} already covers more items (limit {old.limit}); "
+            "give at least that --limit or use another --out"
+        )
+
+
+def template_sha(system: str, user: str) -> str:
+    return hashlib.sha256(f"{system}\x1f{user}".encode()).hexdigest()[:16]
+
+
+__all__ = ["RESULT_KEYS", "RunSettings", "Shard", "check_resumable", "shard_of", "template_sha"]

@@ -1,0 +1,218 @@
+"""The eval, rescore, report and merge commands, run as a user runs them (subprocesses), kills included."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+# The real CLI with one extra mock rule, for tests only: slow enough to be killed mid-run, verdicts mixed.
+SLOW_CLI = """
+import hashlib, sys, time
+import rmr1.backends.mock as mock
+
+def slow(request):
+    time.sleep(0.04)
+    kind = hashlib.sha256(request.key.encode()).digest()[0] % 3
+    return ("<answer>[[A]]</answer>", "<answer>[[B]]</answer>", "no verdict")[kind]
+
+mock._RULES["slow-mixed"] = slow
+from rmr1.cli import main
+sys.argv = ["rmr1", *sys.argv[1:]]
+main()
+"""
+
+
+def env() -> dict[str, str]:
+    out = dict(os.environ)
+    out["PYTHONPATH"] = os.pathsep.join([str(SRC), out.get("PYTHONPATH", "")])
+    out.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return out
+
+
+def rmr1(*args: str, slow_rule: bool = False) -> subprocess.CompletedProcess[str]:
+    head = [sys.executable, "-c", SLOW_CLI] if slow_rule else [sys.executable, "-m", "rmr1"]
+    return subprocess.run([*head, *args], capture_output=True, text=True, env=env(), timeout=600)
+
+
+def write_pairs(path: Path, n: int = 12) -> Path:
+    rows = [
+        {
+            "id": f"q{i}",
+            "prompt": f"What is {i} + 1?",
+            "chosen": f"It is {i + 1}.",
+            "rejected": f"It is {i + 2}.",
+            "subset": ("chat", "math", "code")[i % 3],
+        }
+        for i in range(n)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def records(run_dir: Path) -> list[dict]:  # type: ignore[type-arg]
+    text = (run_dir / "judgments.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def keys(run_dir: Path) -> list[tuple]:  # type: ignore[type-arg]
+    return [(r["item_id"], r["pair"], r["order"], r["sample"]) for r in records(run_dir)]
+
+
+def scores(run_dir: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((run_dir / "scores.json").read_text())
+
+
+MOCK = ("--backend", "mock", "--model", "always-a", "--protocol", "both")
+
+
+def test_eval_writes_the_run_and_refuses_other_settings(tmp_path: Path) -> None:
+    data, out = write_pairs(tmp_path / "pairs.jsonl"), tmp_path / "run"
+    done = rmr1("eval", "preference", "--out", str(out), "--data", str(data), *MOCK)
+    assert done.returncode == 0, done.stderr
+    assert {p.name for p in out.iterdir()} >= {"run.json", "judgments.jsonl", "scores.json", "report.html"}
+    assert "accuracy" in done.stdout and scores(out)["accuracy"] == 0.5
+    refused = rmr1("eval", "preference", "--out", str(out), "--data", str(data), *MOCK, "--seed", "3")
+    assert refused.returncode == 2
+    assert (
+        refused.stderr.count("\n") == 1 and refused.stderr.startswith("error: ") and "seed" in refused.stderr
+    )
+    assert len(records(out)) == 24
+
+
+def test_bad_input_fails_with_one_line(tmp_path: Path) -> None:
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    for args in (
+        ("eval", "no-such-bench", "--out", str(tmp_path / "a"), "--data", str(data), *MOCK),
+        ("eval", "preference", "--out", str(tmp_path / "b"), "--data", str(data), *MOCK, "--shard", "2/2"),
+        ("rescore", str(tmp_path / "nowhere")),
+    ):
+        done = rmr1(*args)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), (
+            args
+        )
+
+
+def test_rescore_and_report_need_no_model(tmp_path: Path) -> None:
+    data, out = write_pairs(tmp_path / "pairs.jsonl"), tmp_path / "run"
+    assert (
+        rmr1("eval", "preference", "--out", str(out), "--data", str(data), *MOCK, "--no-report").returncode
+        == 0
+    )
+    before = scores(out)
+    (out / "scores.json").unlink()
+    done = rmr1("rescore", str(out))
+    assert done.returncode == 0, done.stderr
+    assert scores(out) == before
+    assert not (out / "report.html").exists()
+    done = rmr1("report", str(out))
+    assert done.returncode == 0 and Path(done.stdout.strip()) == out / "report.html"
+
+
+def test_shards_merged_by_the_cli_equal_the_unsharded_run(tmp_path: Path) -> None:
+    data = write_pairs(tmp_path / "pairs.jsonl", n=15)
+    common = ("--data", str(data), "--backend", "mock", "--model", "always-a", "--no-report")
+    assert rmr1("eval", "preference", "--out", str(tmp_path / "whole"), *common).returncode == 0
+    for i in range(3):
+        done = rmr1("eval", "preference", "--out", str(tmp_path / f"s{i}"), *common, "--shard", f"{i}/3")
+        assert done.returncode == 0, done.stderr
+    done = rmr1(
+        "merge",
+        *(str(tmp_path / f"s{i}") for i in range(3)),
+        "--out",
+        str(tmp_path / "merged"),
+        "--no-report",
+    )
+    assert done.returncode == 0, done.stderr
+    assert scores(tmp_path / "merged") == scores(tmp_path / "whole")
+    assert sorted(keys(tmp_path / "merged")) == sorted(keys(tmp_path / "whole"))
+
+
+def kill_when(proc: subprocess.Popen[bytes], path: Path, lines: int, timeout: float = 300) -> None:
+    """SIGKILL ``proc`` as soon as ``path`` holds at least ``lines`` lines."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and path.read_bytes().count(b"\n") >= lines:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            return
+        if proc.poll() is not None:
+            pytest.fail("the run finished before it could be killed")
+        time.sleep(0.01)
+    proc.kill()
+    pytest.fail("no judgments appeared in time")
+
+
+def check_killed_run_resumes(tmp_path: Path, args: list[str], head: list[str], at: int, total: int) -> Path:
+    """Kill a run after ``at`` judgments, resume it, compare with an unbroken run; returns the run dir."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    proc = subprocess.Popen(
+        [*head, *args, "--out", str(killed)], env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    kill_when(proc, killed / "judgments.jsonl", at)
+    assert proc.returncode == -signal.SIGKILL
+    assert at <= len(records(killed)) < total  # killed mid-run, the batches on disk kept
+    assert not (killed / "scores.json").exists()
+    resumed = subprocess.run([*head, *args, "--out", str(killed)], env=env(), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    done = subprocess.run([*head, *args, "--out", str(whole)], env=env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    got = keys(killed)
+    assert len(got) == len(set(got)) == total  # none twice, none missing
+    assert set(got) == set(keys(whole))
+    assert scores(killed) == scores(whole)
+    return killed
+
+
+def test_a_sigkilled_eval_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    args = [
+        "eval",
+        "preference",
+        "--data",
+        str(data),
+        "--backend",
+        "mock",
+        "--model",
+        "slow-mixed",
+        "--protocol",
+        "both",
+        "--batch-size",
+        "2",
+        "--no-report",
+    ]
+    check_killed_run_resumes(tmp_path, args, [sys.executable, "-c", SLOW_CLI], at=6, total=24)
+
+
+@pytest.mark.slow
+def test_a_sigkilled_hf_eval_resumes_with_identical_completions(tmp_path: Path, tiny_model: Path) -> None:
+    data = write_pairs(tmp_path / "pairs.jsonl", n=6)
+    args = [
+        "eval",
+        "preference",
+        "--data",
+        str(data),
+        "--backend",
+        "hf",
+        "--model",
+        str(tiny_model),
+        "--protocol",
+        "both",
+        "--batch-size",
+        "1",
+        "--max-new-tokens",
+        "48",
+        "--no-report",
+    ]
+    killed = check_killed_run_resumes(tmp_path, args, [sys.executable, "-m", "rmr1"], at=3, total=12)
+    by_key = {(r["item_id"], r["pair"], r["order"]): r["completion"] for r in records(killed)}
+    whole = {(r["item_id"], r["pair"], r["order"]): r["completion"] for r in records(tmp_path / "whole")}
+    assert by_key == whole  # greedy decoding: the resumed calls wrote exactly what an unbroken run writes
