@@ -207,8 +207,13 @@ class Vote:
 
 
 def vote(judgments: Sequence[Judgment]) -> Vote:
-    counts = Counter(j.correct for j in judgments if j.correct is not None)
-    unparsed = sum(1 for j in judgments if j.correct is None)
+    return vote_values([j.correct for j in judgments])
+
+
+def vote_values(values: Sequence[bool | None]) -> Vote:
+    """Majority over the ``correct`` values of one decision's samples (None = unparsed)."""
+    counts = Counter(v for v in values if v is not None)
+    unparsed = sum(1 for v in values if v is None)
     parsed = counts[True] + counts[False]
     if parsed == 0 or counts[True] == counts[False]:
         return Vote(None, 0.5 if parsed else 0.0, parsed, unparsed)
@@ -216,4 +221,4 @@ def vote(judgments: Sequence[Judgment]) -> Vote:
     return Vote(winner, max(counts[True], counts[False]) / parsed, parsed, unparsed)
 
 
-__all__ = ["PROTOCOLS", "Call", "Judge", "JudgeConfig", "Vote", "call_key", "seeded_order", "vote"]
+__all__ = ["PROTOCOLS", "Call", "Judge", "JudgeConfig", "Vote", "call_key", "seeded_order", "vote", "vote_values"]

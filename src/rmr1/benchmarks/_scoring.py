@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from rmr1.errors import InputError
-from rmr1.judge import vote
+from rmr1.judge import vote_values
 from rmr1.types import Judgment
 
 ORDERS = ("AB", "BA")
@@ -35,7 +35,8 @@ class PairOutcome:
 
 def pair_outcomes(judgments: Iterable[Judgment]) -> list[PairOutcome]:
     """Group judgments by pair and order, vote each order; pairs come back sorted by (item_id, pair)."""
-    groups: dict[tuple[str, int], dict[str, list[Judgment]]] = defaultdict(lambda: defaultdict(list))
+    # Only each judgment's outcome is kept, so memory grows with the number of pairs, not with trace text.
+    groups: dict[tuple[str, int], dict[str, list[bool | None]]] = defaultdict(lambda: defaultdict(list))
     subsets: dict[tuple[str, int], str] = {}
     for j in judgments:
         if j.order not in ORDERS:
@@ -43,13 +44,13 @@ def pair_outcomes(judgments: Iterable[Judgment]) -> list[PairOutcome]:
                 f"must be AB or BA, got {j.order!r}", source=f"judgment of item {j.item_id}", field="order"
             )
         key = (str(j.item_id), int(j.pair))
-        groups[key][j.order].append(j)
+        groups[key][j.order].append(j.correct)
         if j.subset or key not in subsets:
             subsets[key] = j.subset or ""
     out = []
     for key in sorted(groups):
         by_order = groups[key]
-        decisions = {order: vote(by_order[order]).correct for order in ORDERS if order in by_order}
+        decisions = {order: vote_values(by_order[order]).correct for order in ORDERS if order in by_order}
         out.append(PairOutcome(key[0], key[1], subsets[key], decisions))
     return out
 

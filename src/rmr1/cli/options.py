@@ -133,7 +133,11 @@ def _parameter(name: str) -> inspect.Parameter:
 def judge_options(fn: F) -> F:
     """Add the shared judge options to a Typer command; the command receives them as ``opts``."""
     signature = inspect.signature(fn)
-    own = [p for p in signature.parameters.values() if p.name != "opts"]
+    # Resolve string annotations (``from __future__ import annotations``) in the command's own module, keeping
+    # the Annotated[..., typer.Option(...)] extras; otherwise Typer would see bare strings and drop the options.
+    hints = get_type_hints(fn, include_extras=True)
+    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
+           if p.name != "opts"]
     shared = [_parameter(name) for name in _NAMES]
 
     @functools.wraps(fn)

@@ -45,6 +45,8 @@ _MARKER_LINE = re.compile(
 
 def neutralise(text: str) -> tuple[str, bool]:
     """Escape lines that imitate the prompt's markers; return the text and whether anything changed."""
+    if "===" not in text and "[" not in text:  # fast path: no marker can be present (most texts)
+        return text, False
     changed = False
 
     def escape(match: re.Match[str]) -> str:
