@@ -8,6 +8,7 @@ orders, an undecided order counting ``unparsed_score``. Benchmarks with their ow
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,22 +36,32 @@ class PairOutcome:
 
 def pair_outcomes(judgments: Iterable[Judgment]) -> list[PairOutcome]:
     """Group judgments by pair and order, vote each order; pairs come back sorted by (item_id, pair)."""
-    # Only each judgment's outcome is kept, so memory grows with the number of pairs, not with trace text.
-    groups: dict[tuple[str, int], dict[str, list[bool | None]]] = defaultdict(lambda: defaultdict(list))
+    # Only vote tallies are kept (right, wrong, unparsed per order), so memory grows with the number of pairs,
+    # a few dozen bytes each, and never with the traces' text or the number of samples.
+    tallies: dict[tuple[str, int], list[int]] = {}
     subsets: dict[tuple[str, int], str] = {}
     for j in judgments:
         if j.order not in ORDERS:
             raise InputError(
                 f"must be AB or BA, got {j.order!r}", source=f"judgment of item {j.item_id}", field="order"
             )
-        key = (str(j.item_id), int(j.pair))
-        groups[key][j.order].append(j.correct)
+        key = (sys.intern(str(j.item_id)), int(j.pair))
+        tally = tallies.get(key)
+        if tally is None:
+            tally = tallies[key] = [0] * 6
+        slot = 3 * ORDERS.index(j.order) + (2 if j.correct is None else 0 if j.correct else 1)
+        tally[slot] += 1
         if j.subset or key not in subsets:
-            subsets[key] = j.subset or ""
+            subsets[key] = sys.intern(j.subset or "")
     out = []
-    for key in sorted(groups):
-        by_order = groups[key]
-        decisions = {order: vote_values(by_order[order]).correct for order in ORDERS if order in by_order}
+    for key in sorted(tallies):
+        tally = tallies[key]
+        decisions = {
+            order: vote_values([True] * right + [False] * wrong + [None] * unparsed).correct
+            for k, order in enumerate(ORDERS)
+            for right, wrong, unparsed in [tally[3 * k : 3 * k + 3]]
+            if right + wrong + unparsed
+        }
         out.append(PairOutcome(key[0], key[1], subsets[key], decisions))
     return out
 

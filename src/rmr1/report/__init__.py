@@ -80,10 +80,9 @@ def render_report(run_dir: str | Path, config: ReportConfig | None = None) -> st
     settings = run.read_settings()
     assert settings is not None
     info = run.read_info() or {}
-    if run.scores.is_file():
-        scores = json.loads(run.scores.read_text(encoding="utf-8"))
-    else:
-        scores = score_run(run.path)
+    scores = (
+        json.loads(run.scores.read_text(encoding="utf-8")) if run.scores.is_file() else score_run(run.path)
+    )
     stats = gather(run.iter_judgments(), samples=settings.samples, cap=cfg.cap, max_chars=cfg.max_chars)
     traces = [trace_view(s, settings.parse_mode) for s in stats.shown()]
     template = _environment().get_template("report.html.j2")
