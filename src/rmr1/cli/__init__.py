@@ -33,6 +33,7 @@ def _root(
 # Each module registers its command(s) on ``app`` when imported.
 _COMMANDS = [
     "rmr1.cli.judge",
+    "rmr1.cli.serve",
 ]
 
 for _module in _COMMANDS:
