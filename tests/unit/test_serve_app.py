@@ -238,3 +238,13 @@ def test_chat_completions_openai_shape(client: TestClient) -> None:
     assert stream.status_code == 400 and "stream" in stream.json()["error"]["message"]
     bad_role = client.post("/v1/chat/completions", json={"messages": [{"role": "robot", "content": "x"}]})
     assert bad_role.status_code == 422
+
+
+def test_cli_refuses_a_bad_port_before_loading_a_model() -> None:
+    from typer.testing import CliRunner
+
+    from rmr1.cli import app
+    from rmr1.errors import ConfigError
+
+    result = CliRunner().invoke(app, ["serve", "--port", "70000", "--backend", "mock", "--model", "always-a"])
+    assert isinstance(result.exception, ConfigError) and "port" in str(result.exception)
