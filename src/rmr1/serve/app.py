@@ -206,14 +206,16 @@ def create_app(judge: Judge, settings: ServeSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     auth = [Depends(bearer_check(settings.token))]
+    _health_route(app, service)
     _judge_routes(app, service, auth)
+    _reward_routes(app, service, auth)
     from rmr1.serve.chat import chat_routes
 
     chat_routes(app, service, auth)
     return app
 
 
-def _judge_routes(app: FastAPI, service: Service, auth: list[Any]) -> None:
+def _health_route(app: FastAPI, service: Service) -> None:
     model = service.settings.model_name
 
     @app.get("/health", response_model=s.HealthResponse, tags=["server"])
@@ -236,6 +238,10 @@ def _judge_routes(app: FastAPI, service: Service, auth: list[Any]) -> None:
             in_flight=service.in_flight,
             batcher=batcher,
         )
+
+
+def _judge_routes(app: FastAPI, service: Service, auth: list[Any]) -> None:
+    model = service.settings.model_name
 
     @app.post("/v1/judge", response_model=s.JudgeResponse, dependencies=auth, tags=["judge"])
     async def judge_pair(body: s.JudgeRequest) -> s.JudgeResponse:
@@ -276,6 +282,8 @@ def _judge_routes(app: FastAPI, service: Service, auth: list[Any]) -> None:
             model=model,
         )
 
+
+def _reward_routes(app: FastAPI, service: Service, auth: list[Any]) -> None:
     @app.post("/v1/score", response_model=s.ScoreResponse, dependencies=auth, tags=["rewards"])
     async def score(body: s.ScoreRequest) -> s.ScoreResponse:
         service.check_size(len(body.groups), service.settings.max_items, "groups")
