@@ -37,6 +37,7 @@ _COMMANDS = [
     "rmr1.cli.rescore",
     "rmr1.cli.report",
     "rmr1.cli.merge",
+    "rmr1.cli.serve",
 ]
 
 for _module in _COMMANDS:

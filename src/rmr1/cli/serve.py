@@ -1,0 +1,102 @@
+"""``rmr1 serve``: the judge over HTTP (see ``rmr1.serve`` for the endpoints)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+from typing import Annotated
+
+import typer
+
+from rmr1.backends import close_backend
+from rmr1.cli import app
+from rmr1.cli.options import JudgeOptions, judge_options
+from rmr1.errors import ConfigError, require
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+@judge_options
+def serve(
+    opts: JudgeOptions,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; anything but loopback exposes the judge.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RMR1_SERVE_TOKEN",
+            show_envvar=True,
+            help="Require 'Authorization: Bearer TOKEN' on every endpoint but /health.",
+        ),
+    ] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="Larger request bodies get 413.")] = 8 * 1024 * 1024,
+    batch_window_ms: Annotated[
+        float,
+        typer.Option(
+            help="How long a queued request waits for others to share its model call (0: no waiting)."
+        ),
+    ] = 10.0,
+    max_batch: Annotated[
+        int, typer.Option(help="Backend requests per model call (1: no micro-batching).")
+    ] = 32,
+    request_timeout: Annotated[float, typer.Option(help="Seconds per HTTP request before 504.")] = 300.0,
+    max_concurrency: Annotated[int, typer.Option(help="Requests worked on at once.")] = 64,
+    model_name: Annotated[
+        str | None, typer.Option(help="Name reported by /v1/models (default: the model).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the judge over HTTP: /v1/judge, /v1/rank, /v1/score, /get_reward, /v1/chat/completions."""
+    require("fastapi", what="rmr1 serve", extra="serving")
+    require("uvicorn", what="rmr1 serve", extra="serving")
+    import uvicorn
+
+    from rmr1.serve import ServeSettings, create_app
+
+    if not 0 < port < 65536:
+        raise ConfigError(f"port must be in 1..65535, got {port}")
+    if not _loopback(host) and not token:
+        typer.echo(
+            f"warning: serving on {host} without --token: anyone who can reach it can use the judge", err=True
+        )
+    settings = ServeSettings(
+        host=host,
+        port=port,
+        token=token,
+        max_body_bytes=max_body_bytes,
+        batch_window_ms=batch_window_ms,
+        max_batch=max_batch,
+        request_timeout=request_timeout,
+        max_concurrency=max_concurrency,
+        model_name=model_name or os.path.basename(opts.model_name().rstrip("/")),
+    )
+    judge = opts.build_judge()
+    # uvicorn finishes in-flight requests on SIGTERM, then re-raises the signal; this handler turns that last
+    # signal into a clean exit (code 0) so supervisors see a graceful stop as one.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    try:
+        server_app = create_app(judge, settings)
+        typer.echo(
+            f"rmr1 serve: {settings.model_name} ({opts.backend}) on http://{host}:{port} "
+            f"(batch window {batch_window_ms:g} ms, max batch {max_batch}"
+            f"{', token required' if token else ''})",
+            err=True,
+        )
+        uvicorn.run(server_app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+    finally:
+        close_backend(judge.backend)
