@@ -221,4 +221,14 @@ def vote_values(values: Sequence[bool | None]) -> Vote:
     return Vote(winner, max(counts[True], counts[False]) / parsed, parsed, unparsed)
 
 
-__all__ = ["PROTOCOLS", "Call", "Judge", "JudgeConfig", "Vote", "call_key", "seeded_order", "vote", "vote_values"]
+__all__ = [
+    "PROTOCOLS",
+    "Call",
+    "Judge",
+    "JudgeConfig",
+    "Vote",
+    "call_key",
+    "seeded_order",
+    "vote",
+    "vote_values",
+]

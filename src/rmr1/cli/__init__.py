@@ -13,9 +13,12 @@ import typer
 
 from rmr1.errors import Rmr1Error
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Reasoning reward models: judge, evaluate, train and serve LLM judges.")
-
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Reasoning reward models: judge, evaluate, train and serve LLM judges.",
+)
 
 
 @app.callback()

@@ -136,8 +136,11 @@ def judge_options(fn: F) -> F:
     # Resolve string annotations (``from __future__ import annotations``) in the command's own module, keeping
     # the Annotated[..., typer.Option(...)] extras; otherwise Typer would see bare strings and drop the options.
     hints = get_type_hints(fn, include_extras=True)
-    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
-           if p.name != "opts"]
+    own = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in signature.parameters.values()
+        if p.name != "opts"
+    ]
     shared = [_parameter(name) for name in _NAMES]
 
     @functools.wraps(fn)
