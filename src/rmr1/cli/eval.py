@@ -32,7 +32,11 @@ def print_scores(scores: dict[str, Any], where: Path) -> None:
             official.add_row(key, _number(value))
         elif key != "diagnostics":
             for name, sub in value.items():
-                official.add_row(f"{key}/{name or '(none)'}", _number(sub))
+                if isinstance(sub, dict):  # RM-Bench by_domain: domain -> easy / normal / hard
+                    for level, number in sub.items():
+                        official.add_row(f"{key}/{name}/{level}", _number(number))
+                else:
+                    official.add_row(f"{key}/{name or '(none)'}", _number(sub))
     diagnostics = Table(title="diagnostics", show_header=False)
     for key, value in (scores.get("diagnostics") or {}).items():
         diagnostics.add_row(key, _number(value))

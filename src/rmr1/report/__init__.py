@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,24 @@ def _fmt(name: str, value: Any) -> str:
     return f"{value:.1%}"
 
 
+def _rows(breakdown: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Rows of a breakdown; a second level (RM-Bench's by_domain: domain -> easy/normal/hard) becomes
+    'chat · easy' rows rather than a printed dict."""
+    for key, value in breakdown.items():
+        name = str(key) or "(none)"
+        if isinstance(value, dict):
+            yield from ((f"{name} · {sub}", _fmt(str(sub), v)) for sub, v in value.items())
+        else:
+            yield name, _fmt(name, value)
+
+
 def score_tables(scores: dict[str, Any]) -> list[ScoreTable]:
     """The official numbers first, then each nested breakdown (subsets, by_source), then diagnostics."""
     top = [(k, _fmt(k, v)) for k, v in scores.items() if not isinstance(v, dict)]
     tables = [ScoreTable("Official scores", top)] if top else []
     for key, value in scores.items():
         if isinstance(value, dict) and key != "diagnostics":
-            tables.append(ScoreTable(key, [(str(k) or "(none)", _fmt(k, v)) for k, v in value.items()]))
+            tables.append(ScoreTable(key, list(_rows(value))))
     diagnostics = scores.get("diagnostics") or {}
     tables.append(ScoreTable("Diagnostics", [(k, _fmt(k, v)) for k, v in diagnostics.items()]))
     return tables
