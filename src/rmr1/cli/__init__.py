@@ -33,6 +33,9 @@ def _root(
 # Each module registers its command(s) on ``app`` when imported.
 _COMMANDS = [
     "rmr1.cli.judge",
+    "rmr1.cli.demo",
+    "rmr1.cli.distill",
+    "rmr1.cli.train",
 ]
 
 for _module in _COMMANDS:

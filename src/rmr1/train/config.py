@@ -233,6 +233,8 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), bool):
+            merged[key] = {"enabled": merged[key]}  # ``lora: true`` in the file, ``lora.r=8`` on the command line
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = _merge(dict(merged[key]), value)
         else:

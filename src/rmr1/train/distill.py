@@ -29,12 +29,13 @@ from rmr1.verdicts import MODES, parse_verdict
 
 ATTEMPTS, TRAIN, STATS = "attempts.jsonl", "train.jsonl", "stats.json"
 
+HINT_MARKER = "[Earlier judgement]"  # opens the earlier trace inside the pass-2 note
 DEFAULT_HINT = (
     "Reviewer's note for this comparison: the correct final verdict is {verdict}. An earlier judgement of the "
     "same pair, shown below, reached the wrong verdict. Write your own complete and careful judgement in the "
     "format required above, reason your way to the correct verdict on the merits of the responses, and do not "
     "mention this note or the earlier judgement.\n\n"
-    "[Earlier judgement]\n{previous}\n[End of earlier judgement]"
+    f"{HINT_MARKER}\n{{previous}}\n[End of earlier judgement]"
 )
 
 
@@ -233,5 +234,5 @@ def compute_stats(items: Sequence[Mapping[str, Any]], attempts: Mapping[tuple[st
         mean_tokens=round(statistics.fmean(tokens), 1) if tokens else 0.0, max_tokens=max(tokens, default=0))
 
 
-__all__ = ["ATTEMPTS", "DEFAULT_HINT", "STATS", "TRAIN", "DistillConfig", "DistillStats", "compute_stats",
+__all__ = ["ATTEMPTS", "DEFAULT_HINT", "HINT_MARKER", "STATS", "TRAIN", "DistillConfig", "DistillStats", "compute_stats",
            "distill", "prompt_messages", "read_attempts", "with_hint", "write_dataset"]

@@ -85,10 +85,10 @@ def pair_from_preference(record: Mapping[str, Any], *, source: str, line: int, d
                          subset: str = "") -> PreferencePair:
     """A pair from a TRL preference row: explicit (prompt/chosen/rejected) or implicit prompt (conversations)."""
     for key in ("chosen", "rejected"):
-        if key not in record:
+        if record.get(key) is None:  # absent, or None where a table mixes both formats
             raise InputError("missing", source=source, line=line, field=key)
-    item_id = str(record.get("id", record.get("item_id", default_id)))
-    if "prompt" in record:
+    item_id = str(record.get("id") or record.get("item_id") or default_id)
+    if record.get("prompt") is not None:
         context = _messages(record["prompt"], source, line, "prompt")
         chosen = _response(record["chosen"], source, line, "chosen")
         rejected = _response(record["rejected"], source, line, "rejected")

@@ -46,7 +46,15 @@ def common_args(recipe: SFTRecipe | GRPORecipe) -> dict[str, Any]:
     }
     if recipe.gradient_checkpointing:
         args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    if recipe.precision == "bf16" and not _has_gpu():
+        args["use_cpu"] = True  # bf16 autocast on a CPU; TrainingArguments refuses bf16 without a GPU otherwise
     return args
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def apply_extra(args: dict[str, Any], extra: Mapping[str, Any], config_cls: type) -> dict[str, Any]:
