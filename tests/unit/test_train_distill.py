@@ -18,8 +18,12 @@ N, WRONG_EVERY = 20, 4  # the teacher's first attempt is wrong on every 4th item
 
 
 def _items() -> list[dict]:
-    pairs = [PreferencePair.from_texts(f"Question number {i}?", f"right answer {i}", f"wrong answer {i}",
-                                       item_id=f"q{i}") for i in range(N)]
+    pairs = [
+        PreferencePair.from_texts(
+            f"Question number {i}?", f"right answer {i}", f"wrong answer {i}", item_id=f"q{i}"
+        )
+        for i in range(N)
+    ]
     return build_judge_dataset(pairs, "cor")
 
 

@@ -1,4 +1,4 @@
-"""Judge-prompt datasets: the paper's position rule, layouts, and the three RL sources in their own schemas."""
+"""Judge-prompt datasets: the paper's position rule, layouts, and the three RL sources in their schemas."""
 
 from __future__ import annotations
 
@@ -44,29 +44,42 @@ def test_prompt_messages_come_from_the_template_render() -> None:
 
 
 def test_multi_turn_items_use_the_multi_turn_layout(tmp_path: Path) -> None:
-    context = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
-               {"role": "user", "content": "and now?"}]
-    rows = [{"chosen": [*context, {"role": "assistant", "content": "fine"}],
-             "rejected": [*context, {"role": "assistant", "content": "bad"}]},
-            {"prompt": "single", "chosen": "yes", "rejected": "no"}]
+    context = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "and now?"},
+    ]
+    rows = [
+        {
+            "chosen": [*context, {"role": "assistant", "content": "fine"}],
+            "rejected": [*context, {"role": "assistant", "content": "bad"}],
+        },
+        {"prompt": "single", "chosen": "yes", "rejected": "no"},
+    ]
     records = mixes.judge_prompts(_jsonl(tmp_path / "p.jsonl", rows))
     assert records[0]["multi_turn"] and "Conversation with Chatbot A" in records[0]["prompt"][-1]["content"]
     assert not records[1]["multi_turn"] and "[Client Question]" in records[1]["prompt"][-1]["content"]
 
 
 def test_explicit_conversational_format() -> None:
-    row = {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "a"}],
-           "rejected": [{"role": "assistant", "content": "b"}]}
+    row = {
+        "prompt": [{"role": "user", "content": "q"}],
+        "chosen": [{"role": "assistant", "content": "a"}],
+        "rejected": [{"role": "assistant", "content": "b"}],
+    }
     pair = mixes.pair_from_preference(row, source="f", line=1, default_id="0")
     assert (pair.question, pair.chosen, pair.rejected) == ("q", "a", "b")
 
 
-@pytest.mark.parametrize("row, field", [
-    ({"prompt": "q", "chosen": "a"}, "rejected"),
-    ({"chosen": "a", "rejected": "b"}, "prompt"),  # plain texts need an explicit prompt
-    ({"chosen": _conv("q", "a"), "rejected": _conv("other q", "b")}, "rejected"),  # prefixes differ
-    ({"prompt": "q", "chosen": "a", "rejected": "  "}, "rejected"),
-])
+@pytest.mark.parametrize(
+    "row, field",
+    [
+        ({"prompt": "q", "chosen": "a"}, "rejected"),
+        ({"chosen": "a", "rejected": "b"}, "prompt"),  # plain texts need an explicit prompt
+        ({"chosen": _conv("q", "a"), "rejected": _conv("other q", "b")}, "rejected"),  # prefixes differ
+        ({"prompt": "q", "chosen": "a", "rejected": "  "}, "rejected"),
+    ],
+)
 def test_bad_rows_name_line_and_field(row: dict[str, Any], field: str) -> None:
     with pytest.raises(InputError) as info:
         mixes.pair_from_preference(row, source="data.jsonl", line=7, default_id="0")
@@ -75,9 +88,12 @@ def test_bad_rows_name_line_and_field(row: dict[str, Any], field: str) -> None:
 
 
 def test_skywork_source_drops_magpie_ultra(tmp_path: Path) -> None:
-    rows = [{"chosen": _conv(f"q{i}", "good"), "rejected": _conv(f"q{i}", "bad"), "source": src}
-            for i, src in enumerate(["magpie_pro_llama3.1", "magpie_ultra", "offset_bias", "magpie_ultra",
-                                     "helpsteer2"])]
+    rows = [
+        {"chosen": _conv(f"q{i}", "good"), "rejected": _conv(f"q{i}", "bad"), "source": src}
+        for i, src in enumerate(
+            ["magpie_pro_llama3.1", "magpie_ultra", "offset_bias", "magpie_ultra", "helpsteer2"]
+        )
+    ]
     pairs = list(mixes.skywork_pairs(mixes.load_rows(_jsonl(tmp_path / "sky.jsonl", rows))))
     assert [p.subset for p in pairs] == ["magpie_pro_llama3.1", "offset_bias", "helpsteer2"]
     assert [p.question for p in pairs] == ["q0", "q2", "q4"]
@@ -98,9 +114,18 @@ def test_code_pairs_shuffle_seed_42_then_first_n(tmp_path: Path) -> None:
 
 
 def test_math_step_response_is_initial_steps_plus_full_continuation(tmp_path: Path) -> None:
-    rows = [{"dataset": "MATH", "prompt": "Solve x+1=2.", "initial_reason_steps": "Step 1: subtract 1.\n",
-             "chosen": "Step 2: x=1.", "rejected": "Step 2: x=3.", "full_chosen": "Step 2: x=1.\nAnswer: 1",
-             "full_rejected": "Step 2: x=3.\nAnswer: 3", "answer": "1"}]
+    rows = [
+        {
+            "dataset": "MATH",
+            "prompt": "Solve x+1=2.",
+            "initial_reason_steps": "Step 1: subtract 1.\n",
+            "chosen": "Step 2: x=1.",
+            "rejected": "Step 2: x=3.",
+            "full_chosen": "Step 2: x=1.\nAnswer: 1",
+            "full_rejected": "Step 2: x=3.\nAnswer: 3",
+            "answer": "1",
+        }
+    ]
     pair = next(mixes.math_step_pairs(mixes.load_rows(_jsonl(tmp_path / "m.jsonl", rows))))
     assert pair.chosen == "Step 1: subtract 1.\nStep 2: x=1.\nAnswer: 1"
     assert pair.rejected == "Step 1: subtract 1.\nStep 2: x=3.\nAnswer: 3"
@@ -109,13 +134,24 @@ def test_math_step_response_is_initial_steps_plus_full_continuation(tmp_path: Pa
 
 
 def test_paper_mixture_from_local_files_is_balanced(tmp_path: Path) -> None:
-    sky = [{"chosen": _conv(f"s{i}", "g"), "rejected": _conv(f"s{i}", "b"),
-            "source": "magpie_ultra" if i == 0 else "helpsteer2"} for i in range(4)]
+    sky = [
+        {
+            "chosen": _conv(f"s{i}", "g"),
+            "rejected": _conv(f"s{i}", "b"),
+            "source": "magpie_ultra" if i == 0 else "helpsteer2",
+        }
+        for i in range(4)
+    ]
     code = [{"input": f"c{i}", "accepted": "g", "rejected": "b"} for i in range(3)]
-    math = [{"prompt": f"m{i}", "initial_reason_steps": "s ", "full_chosen": "g", "full_rejected": "b"}
-            for i in range(2)]
-    sources = mixes.MixtureSources(_jsonl(tmp_path / "s.jsonl", sky), _jsonl(tmp_path / "c.jsonl", code),
-                                   _jsonl(tmp_path / "m.jsonl", math))
+    math = [
+        {"prompt": f"m{i}", "initial_reason_steps": "s ", "full_chosen": "g", "full_rejected": "b"}
+        for i in range(2)
+    ]
+    sources = mixes.MixtureSources(
+        _jsonl(tmp_path / "s.jsonl", sky),
+        _jsonl(tmp_path / "c.jsonl", code),
+        _jsonl(tmp_path / "m.jsonl", math),
+    )
     records = mixes.paper_mixture(sources)
     assert len(records) == 3 + 3 + 2
     assert [r["winner"] for r in records] == ["model_a", "model_b"] * 4
@@ -126,7 +162,7 @@ def test_judge_prompt_files_are_checked(tmp_path: Path) -> None:
     good = [{"prompt": [{"role": "user", "content": "x"}], "winner": "model_b"}]
     assert mixes.judge_prompts(_jsonl(tmp_path / "g.jsonl", good))[0]["winner"] == "model_b"
     bad = [{"prompt": [{"role": "user", "content": "x"}], "winner": "B"}]
-    with pytest.raises(InputError, match="line 1.*winner"):
+    with pytest.raises(InputError, match=r"line 1.*winner"):
         mixes.judge_prompts(_jsonl(tmp_path / "b.jsonl", bad))
     with pytest.raises(InputError, match="file not found"):
         mixes.load_rows(str(tmp_path / "absent.jsonl"))

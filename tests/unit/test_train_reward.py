@@ -21,7 +21,7 @@ def tokenizer(tiny_model: Path):
 
 def _ids(tokenizer, text: str, *, ended: bool = True) -> list[int]:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return ids + [tokenizer.convert_tokens_to_ids(EOS)] if ended else ids
+    return [*ids, tokenizer.convert_tokens_to_ids(EOS)] if ended else ids
 
 
 CASES = [
@@ -29,7 +29,13 @@ CASES = [
     ("<eval>A is right.</eval>\n" + TAG_A, "model_a", True, 1.0, 1.0),
     ("<eval>B is right.</eval>\n" + TAG_B, "model_a", True, -1.0, -1.0),  # wrong verdict
     ("<eval>B is right.</eval>\n" + TAG_B, "model_b", True, 1.0, 1.0),
-    (TAG_A + "\n" + TAG_B, "model_b", True, -1.0, 1.0),  # both tags in the tail: -1; strict reads the last one
+    (
+        TAG_A + "\n" + TAG_B,
+        "model_b",
+        True,
+        -1.0,
+        1.0,
+    ),  # both tags in the tail: -1; strict reads the last one
     (TAG_A + "x" * 48, "model_a", True, 1.0, 1.0),  # exactly 80 characters with the EOS: the whole tag counts
     (TAG_A + "x" * 49, "model_a", True, -1.0, 1.0),  # one more and the tag's "<" falls out: too early
     (TAG_A + " and then a long afterthought " + "y" * 80, "model_a", True, -1.0, 1.0),  # tag far too early
@@ -40,7 +46,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("text, winner, ended, paper, strict", CASES)
-def test_reward_case_table(tokenizer, text: str, winner: str, ended: bool, paper: float, strict: float) -> None:
+def test_reward_case_table(
+    tokenizer, text: str, winner: str, ended: bool, paper: float, strict: float
+) -> None:
     ids = _ids(tokenizer, text, ended=ended)
     assert tokenizer.decode(ids, skip_special_tokens=False) == text + (EOS if ended else "")
     assert JudgeReward(tokenizer, "rm_r1").score(ids, winner) == paper
@@ -50,10 +58,24 @@ def test_reward_case_table(tokenizer, text: str, winner: str, ended: bool, paper
 def test_trl_call_shape_and_logged_metrics(tokenizer) -> None:
     reward = JudgeReward(tokenizer)
     logged: dict[str, float] = {}
-    completions = [_ids(tokenizer, TAG_A), _ids(tokenizer, TAG_B), _ids(tokenizer, TAG_A, ended=False),
-                   _ids(tokenizer, "nothing")]
-    out = reward(prompts=["p"] * 4, completions=["c"] * 4, completion_ids=completions,
-                 winner=["model_a"] * 4, log_metric=lambda k, v: logged.__setitem__(k, v), trainer_state=None)
+    completions = [
+        _ids(tokenizer, TAG_A),
+        _ids(tokenizer, TAG_B),
+        _ids(tokenizer, TAG_A, ended=False),
+        _ids(tokenizer, "nothing"),
+    ]
+    out = reward(
+        prompts=["p"] * 4,
+        completions=["c"] * 4,
+        completion_ids=completions,
+        winner=["model_a"] * 4,
+        log_metric=lambda k, v: logged.__setitem__(k, v),
+        trainer_state=None,
+    )
     assert out == [1.0, -1.0, -1.0, -1.0]
-    assert logged["judge/accuracy"] == 0.5 and logged["judge/parsed"] == 0.75 and logged["judge/truncated"] == 0.25
+    assert (
+        logged["judge/accuracy"] == 0.5
+        and logged["judge/parsed"] == 0.75
+        and logged["judge/truncated"] == 0.25
+    )
     assert reward.__name__ == "rm_r1_reward"

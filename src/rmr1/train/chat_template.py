@@ -20,7 +20,8 @@ _CHATML = (
     "{{- '<|im_start|>system\\n' + default_system + '<|im_end|>\\n' }}"
     "{%- endif %}"
     "{%- if message['role'] == 'assistant' %}"
-    "{{- '<|im_start|>assistant\\n' }}{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{- '<|im_start|>assistant\\n' }}"
+    "{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}"
     "{{- '\\n' }}"
     "{%- else %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
@@ -31,18 +32,24 @@ _CHATML = (
 
 _SAMPLES: list[list[dict[str, str]]] = [
     [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "R1"}],
-    [{"role": "system", "content": "S"}, {"role": "user", "content": "Q1"}, {"role": "assistant", "content": "R1"},
-     {"role": "user", "content": "Q2"}, {"role": "assistant", "content": "R2"}],
+    [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "Q1"},
+        {"role": "assistant", "content": "R1"},
+        {"role": "user", "content": "Q2"},
+        {"role": "assistant", "content": "R2"},
+    ],
 ]
 
 
 def has_generation_markers(template: str | None) -> bool:
-    return bool(template) and "generation" in template and "endgeneration" in (template or "")
+    return template is not None and "{% generation %}" in template.replace("{%-", "{%").replace("-%}", "%}")
 
 
 def _render(tokenizer: Any, messages: list[dict[str, str]], template: str | None, prompt: bool) -> str:
-    text: str = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt,
-                                              chat_template=template)
+    text: str = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=prompt, chat_template=template
+    )
     return text
 
 
@@ -57,7 +64,7 @@ def _default_system(tokenizer: Any) -> str | None:
         return ""
     prefix = f"{_START}system\n"
     if head.startswith(prefix) and head.endswith(f"{_END}\n"):
-        return head[len(prefix):-len(_END) - 1]
+        return head[len(prefix) : -len(_END) - 1]
     return None
 
 
@@ -79,7 +86,7 @@ def chatml_with_markers(tokenizer: Any) -> str | None:
 
 
 def training_chat_template(tokenizer: Any, template_file: str | None = None) -> str:
-    """The template to train with: the user's file, the model's own (if marked), or an equivalent marked one."""
+    """The template to train with: the user's file, the model's own (if marked), or an equivalent one."""
     if template_file:
         from pathlib import Path
 
@@ -92,7 +99,9 @@ def training_chat_template(tokenizer: Any, template_file: str | None = None) -> 
         return text
     current = tokenizer.chat_template
     if not current:
-        raise ConfigError("the model has no chat template; pass chat_template_file=FILE (with {% generation %} marks)")
+        raise ConfigError(
+            "the model has no chat template; pass chat_template_file=FILE (with {% generation %} marks)"
+        )
     if has_generation_markers(current):
         return str(current)
     marked = chatml_with_markers(tokenizer)
@@ -106,8 +115,10 @@ def training_chat_template(tokenizer: Any, template_file: str | None = None) -> 
         patched = None
     if patched and has_generation_markers(patched):
         return str(patched)
-    raise ConfigError("the model's chat template has no {% generation %} markers and rmr1 cannot derive one; "
-                      "pass chat_template_file=FILE or set assistant_only_loss=false")
+    raise ConfigError(
+        "the model's chat template has no {% generation %} markers and rmr1 cannot derive one; "
+        "pass chat_template_file=FILE or set assistant_only_loss=false"
+    )
 
 
 __all__ = ["chatml_with_markers", "has_generation_markers", "training_chat_template"]

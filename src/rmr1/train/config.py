@@ -2,8 +2,8 @@
 overrides only fill it.
 
 A recipe speaks the paper's language (global batch, rollout and mini-batch sizes in prompts, group size); the
-stage modules translate it into TRL's options for the world size at hand. ``--config`` takes a YAML path or the
-name of a preset shipped in ``rmr1/train/presets`` (``rmr1 train sft --config tiny-cpu-sft``).
+stage modules translate it into TRL's options for the world size at hand. ``--config`` takes a YAML path or
+the name of a preset shipped in ``rmr1/train/presets`` (``rmr1 train sft --config tiny-cpu-sft``).
 """
 
 from __future__ import annotations
@@ -142,7 +142,9 @@ def resolve_config_path(config: str | Path) -> Path:
     preset = PRESETS_DIR / f"{config}.yaml"
     if preset.is_file():
         return preset
-    raise ConfigError(f"config {str(config)!r} is neither a file nor a preset; presets: {', '.join(preset_names())}")
+    raise ConfigError(
+        f"config {str(config)!r} is neither a file nor a preset; presets: {', '.join(preset_names())}"
+    )
 
 
 def _type_name(tp: Any) -> str:
@@ -154,9 +156,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
-            if type(None) in options:
-                return None
+        empty = value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))
+        if empty and type(None) in options:
+            return None
         inner = [t for t in options if t is not type(None)]
         return _coerce(value, inner[0], key)
     if origin is dict or tp is dict:
@@ -234,7 +236,9 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), bool):
-            merged[key] = {"enabled": merged[key]}  # ``lora: true`` in the file, ``lora.r=8`` on the command line
+            merged[key] = {
+                "enabled": merged[key]
+            }  # ``lora: true`` in the file, ``lora.r=8`` on the command line
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = _merge(dict(merged[key]), value)
         else:
@@ -254,8 +258,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_recipe(cls: type[R], config: str | Path | None = None, overrides: Sequence[str] = (),
-                **values: Any) -> R:
+def load_recipe(
+    cls: type[R], config: str | Path | None = None, overrides: Sequence[str] = (), **values: Any
+) -> R:
     """Build a recipe from a YAML file or preset, then ``key=value`` overrides, then keyword values."""
     data: dict[str, Any] = {}
     stage = "sft" if cls is SFTRecipe else "grpo"
@@ -273,7 +278,9 @@ def load_recipe(cls: type[R], config: str | Path | None = None, overrides: Seque
 
 def check_recipe(recipe: SFTRecipe | GRPORecipe) -> None:
     if recipe.precision not in PRECISIONS:
-        raise ConfigError(f"config key 'precision': choose one of {', '.join(PRECISIONS)}, got {recipe.precision!r}")
+        raise ConfigError(
+            f"config key 'precision': choose one of {', '.join(PRECISIONS)}, got {recipe.precision!r}"
+        )
     if not recipe.dataset:
         raise ConfigError("config key 'dataset' is required (a file, folder or hub id)")
     if isinstance(recipe, GRPORecipe):
@@ -287,5 +294,16 @@ def recipe_dict(recipe: SFTRecipe | GRPORecipe) -> dict[str, Any]:
     return dataclasses.asdict(recipe)
 
 
-__all__ = ["PRESETS_DIR", "GRPORecipe", "LoraSettings", "SFTRecipe", "check_recipe", "load_recipe",
-           "parse_overrides", "preset_names", "recipe_dict", "resolve_config_path", "world_size"]
+__all__ = [
+    "PRESETS_DIR",
+    "GRPORecipe",
+    "LoraSettings",
+    "SFTRecipe",
+    "check_recipe",
+    "load_recipe",
+    "parse_overrides",
+    "preset_names",
+    "recipe_dict",
+    "resolve_config_path",
+    "world_size",
+]

@@ -12,8 +12,14 @@ from rmr1.train.runtime import read_curves
 
 _CURVES = {
     "sft_curves.png": ("sft", [("loss", "training loss"), ("mean_token_accuracy", "token accuracy")]),
-    "grpo_curves.png": ("grpo", [("reward", "mean reward"), ("judge/accuracy", "rollout accuracy"),
-                                 ("completions/mean_length", "completion length (tokens)")]),
+    "grpo_curves.png": (
+        "grpo",
+        [
+            ("reward", "mean reward"),
+            ("judge/accuracy", "rollout accuracy"),
+            ("completions/mean_length", "completion length (tokens)"),
+        ],
+    ),
 }
 
 
@@ -55,9 +61,13 @@ def _examples(result: Any, limit: int = 4) -> str:
         for ev in stages:
             j = ev.judgments[k]
             mark = "right" if j.correct else ("unparsed" if j.verdict is None else "wrong")
-            cells.append(f"<td><b>{html.escape(ev.name)}</b> ({mark})<pre>{html.escape(j.completion)}</pre></td>")
+            cells.append(
+                f"<td><b>{html.escape(ev.name)}</b> ({mark})<pre>{html.escape(j.completion)}</pre></td>"
+            )
         shown = "chosen shown as A" if stages[0].judgments[k].order == "AB" else "chosen shown as B"
-        rows.append(f"<tr><td>{html.escape(stages[0].judgments[k].item_id)}<br>{shown}</td>{''.join(cells)}</tr>")
+        rows.append(
+            f"<tr><td>{html.escape(stages[0].judgments[k].item_id)}<br>{shown}</td>{''.join(cells)}</tr>"
+        )
     return "<table>" + "".join(rows) + "</table>"
 
 
@@ -68,20 +78,24 @@ def write_report(result: Any, cfg: Any) -> Path:
     data = summary(result, cfg)
     (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     plots = plot_curves(out)
-    acc = "".join(f"<tr><td>{html.escape(ev.name)}</td><td>{ev.accuracy:.1%}</td><td>{ev.parsed:.1%}</td>"
-                  f"<td>{ev.seconds:.1f}s</td></tr>" for ev in result.evals.values())
+    acc = "".join(
+        f"<tr><td>{html.escape(ev.name)}</td><td>{ev.accuracy:.1%}</td><td>{ev.parsed:.1%}</td>"
+        f"<td>{ev.seconds:.1f}s</td></tr>"
+        for ev in result.evals.values()
+    )
     times = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.1f}s</td></tr>" for k, v in result.seconds.items())
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rmr1 demo</title>
 <style>body{{font-family:sans-serif;margin:2em}} td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}}
-table{{border-collapse:collapse;margin-bottom:1.5em}} pre{{white-space:pre-wrap;max-width:32em}}</style></head><body>
-<h1>rmr1 demo: distill, SFT, GRPO on SmolLM2-135M-Instruct ({'quick' if cfg.quick else 'full'})</h1>
+table{{border-collapse:collapse;margin-bottom:1.5em}} pre{{white-space:pre-wrap;max-width:32em}}</style>
+</head><body>
+<h1>rmr1 demo: distill, SFT, GRPO on SmolLM2-135M-Instruct ({"quick" if cfg.quick else "full"})</h1>
 <p>Task: which response gets a one-digit addition right (held-out number pairs never seen in training).
-Teacher: a deterministic scripted teacher (not an LLM) run through <code>rmr1.train.distill</code>; it slips on
-about {cfg.careless_share:.0%} of first attempts, which pass 2 repairs.</p>
+Teacher: a deterministic scripted teacher (not an LLM) run through <code>rmr1.train.distill</code>;
+it slips on about {cfg.careless_share:.0%} of first attempts, which pass 2 repairs.</p>
 <h2>Held-out accuracy ({cfg.test_pairs} pairs, greedy, unparsed counts as wrong)</h2>
 <table><tr><th>model</th><th>accuracy</th><th>verdict parsed</th><th>eval time</th></tr>{acc}</table>
 <h2>Distillation</h2><pre>{html.escape(json.dumps(result.distill, indent=1))}</pre>
-<h2>Curves</h2>{''.join(_img(p) for p in plots)}
+<h2>Curves</h2>{"".join(_img(p) for p in plots)}
 <h2>Wall time per stage</h2><table>{times}</table>
 <h2>Example traces (held-out), before and after training</h2>{_examples(result)}
 </body></html>"""

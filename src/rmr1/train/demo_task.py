@@ -7,7 +7,8 @@ training. Prompts use a short Chain-of-Rubrics template so a 135M model on a CPU
 The scripted teacher stands in for the LLM teacher of the paper (Claude, then o3): it implements the backend
 protocol, reads the judge prompt like any teacher would, and writes a short Chain-of-Rubrics trace
 (type, solution, evaluation, verdict). To exercise the second pass it is careless on a fixed share of first
-attempts (its sum lands on the wrong response's number); when the prompt carries the pass-2 note it works the sum out with care.
+attempts (its sum lands on the wrong response's number); when the prompt carries the pass-2 note it
+works the sum out with care.
 """
 
 from __future__ import annotations
@@ -47,8 +48,13 @@ def _pair(rng: random.Random, a: int, b: int, item_id: str, subset: str) -> Pref
     wrong = right + rng.choice([d for d in _OFFSETS if right + d > 0])
     style = rng.choice(_ANSWERS)
     question = rng.choice(_QUESTIONS).format(a=a, b=b)
-    return PreferencePair(item_id, (Message("user", question),), style.format(a=a, b=b, c=right),
-                          style.format(a=a, b=b, c=wrong), subset=subset)
+    return PreferencePair(
+        item_id,
+        (Message("user", question),),
+        style.format(a=a, b=b, c=right),
+        style.format(a=a, b=b, c=wrong),
+        subset=subset,
+    )
 
 
 def make_task(n_train: int, n_test: int, seed: int = 0, held_out_share: float = 0.25) -> TaskSplit:
@@ -100,8 +106,10 @@ def trace_for(shown: ShownPair, careless: bool = False) -> str:
     if careless:  # the slip a hurried judge makes: it lands on the other chatbot's number
         total = b_says if a_says == total else a_says
     winner = "A" if total == a_says else "B"
-    return (f"<type>Reasoning</type>\n<solution>{x} + {y} = {total}</solution>\n"
-            f"<eval>A says {a_says}, B says {b_says}, so {winner} is right.</eval>\n<answer>[[{winner}]]</answer>")
+    return (
+        f"<type>Reasoning</type>\n<solution>{x} + {y} = {total}</solution>\n"
+        f"<eval>A says {a_says}, B says {b_says}, so {winner} is right.</eval>\n<answer>[[{winner}]]</answer>"
+    )
 
 
 class ArithmeticTeacher:
@@ -128,9 +136,24 @@ class ArithmeticTeacher:
                 continue
             second_look = HINT_MARKER in user
             text = trace_for(shown, careless=not second_look and self._careless(user))
-            out.append(Completion(text, "stop", prompt_tokens=len(user.split()), completion_tokens=len(text.split()),
-                                  latency_s=time.perf_counter() - started))
+            out.append(
+                Completion(
+                    text,
+                    "stop",
+                    prompt_tokens=len(user.split()),
+                    completion_tokens=len(text.split()),
+                    latency_s=time.perf_counter() - started,
+                )
+            )
         return out
 
 
-__all__ = ["DEMO_TEMPLATE", "ArithmeticTeacher", "ShownPair", "TaskSplit", "make_task", "read_prompt", "trace_for"]
+__all__ = [
+    "DEMO_TEMPLATE",
+    "ArithmeticTeacher",
+    "ShownPair",
+    "TaskSplit",
+    "make_task",
+    "read_prompt",
+    "trace_for",
+]

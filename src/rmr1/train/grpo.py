@@ -2,8 +2,8 @@
 
 The paper's settings in TRL's terms:
 - group size n -> ``num_generations``; temperature 1, top-p 1; KL as a loss term (TRL's k3 estimate) with
-  ``beta`` 1e-3; clip ``epsilon`` 0.2; token-mean loss -> ``loss_type="dapo"`` (normalised by the active tokens
-  of the global batch); advantages scaled by the group std -> ``scale_rewards="group"``.
+  ``beta`` 1e-3; clip ``epsilon`` 0.2; token-mean loss -> ``loss_type="dapo"`` (normalised by the active
+  tokens of the global batch); advantages scaled by the group std -> ``scale_rewards="group"``.
 - a rollout of R prompts and mini-batches of M prompts, on W processes with B completions per device:
   ``steps_per_generation`` = R*n / (B*W) and ``gradient_accumulation_steps`` = M*n / (B*W), so one rollout
   feeds R/M optimizer steps, as in the paper. The generation batch is then R*n, always divisible by n. When B
@@ -12,7 +12,8 @@ The paper's settings in TRL's terms:
   prompts); max completion 8,192 tokens.
 
 The reward reads the completion decoded with its special tokens (the paper's rule looks at the last 80
-characters of exactly that text); a completion that never reached an end-of-turn token is truncated and gets -1.
+characters of exactly that text); a completion that never reached an end-of-turn token is truncated and
+gets -1.
 """
 
 from __future__ import annotations
@@ -62,10 +63,18 @@ class JudgeReward:
         text = self.tokenizer.decode(list(ids), skip_special_tokens=False)
         return REWARDS[self.kind](text, winner, truncated=self.truncated(ids))
 
-    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Sequence[Sequence[int]],
-                 winner: Sequence[str], log_metric: Callable[[str, float], None] | None = None,
-                 **_: Any) -> list[float]:
-        rewards = [self.score(ids, w) for ids, w in zip(completion_ids, winner, strict=True)]
+    def __call__(
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        completion_ids: Sequence[Sequence[int]],
+        winner: Sequence[str],
+        log_metric: Callable[[str, float], None] | None = None,
+        **_: Any,
+    ) -> list[float | None]:
+        rewards: list[float | None] = [
+            self.score(ids, w) for ids, w in zip(completion_ids, winner, strict=True)
+        ]
         if log_metric is not None and rewards:
             texts = [self.tokenizer.decode(list(ids), skip_special_tokens=True) for ids in completion_ids]
             labels = [parse_verdict(t).label for t in texts]
@@ -82,17 +91,21 @@ def split_rollout(recipe: GRPORecipe, world: int) -> tuple[int, int, int, list[s
     if rollout % mini:
         raise ConfigError(f"rollout_batch_prompts {rollout} must be a multiple of mini_batch_prompts {mini}")
     if (mini * n) % world:
-        raise ConfigError(f"mini_batch_prompts x num_generations = {mini * n} completions cannot be split over "
-                          f"{world} processes; change mini_batch_prompts or the number of processes")
+        raise ConfigError(
+            f"mini_batch_prompts x num_generations = {mini * n} completions cannot be split over "
+            f"{world} processes; change mini_batch_prompts or the number of processes"
+        )
     per_world = mini * n // world
     size = max(1, min(recipe.per_device_batch_size, per_world))
     while per_world % size:
         size -= 1
     notes = []
     if size != recipe.per_device_batch_size:
-        notes.append(f"per_device_batch_size {recipe.per_device_batch_size} -> {size}: a mini-batch of {mini} "
-                     f"prompts x {n} generations = {mini * n} completions over {world} processes needs a divisor "
-                     f"of {per_world}")
+        notes.append(
+            f"per_device_batch_size {recipe.per_device_batch_size} -> {size}: a mini-batch of {mini} "
+            f"prompts x {n} generations = {mini * n} completions over {world} processes needs a divisor "
+            f"of {per_world}"
+        )
     return size, per_world // size, rollout * n // (size * world), notes
 
 
@@ -101,16 +114,28 @@ def grpo_args(recipe: GRPORecipe, world: int | None = None) -> tuple[dict[str, A
     per_device, accumulation, steps_per_generation, notes = split_rollout(recipe, world)
     args = common_args(recipe)
     args.update(
-        per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation,
-        steps_per_generation=steps_per_generation, num_generations=recipe.num_generations,
-        num_iterations=recipe.num_iterations, beta=recipe.beta, epsilon=recipe.epsilon,
-        loss_type=recipe.loss_type, scale_rewards=recipe.scale_rewards, entropy_coef=recipe.entropy_coef,
-        temperature=recipe.temperature, top_p=recipe.top_p, max_completion_length=recipe.max_completion_length,
-        use_vllm=recipe.use_vllm, shuffle_dataset=True,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        steps_per_generation=steps_per_generation,
+        num_generations=recipe.num_generations,
+        num_iterations=recipe.num_iterations,
+        beta=recipe.beta,
+        epsilon=recipe.epsilon,
+        loss_type=recipe.loss_type,
+        scale_rewards=recipe.scale_rewards,
+        entropy_coef=recipe.entropy_coef,
+        temperature=recipe.temperature,
+        top_p=recipe.top_p,
+        max_completion_length=recipe.max_completion_length,
+        use_vllm=recipe.use_vllm,
+        shuffle_dataset=True,
     )
     if recipe.use_vllm:
-        args.update(vllm_mode=recipe.vllm_mode, vllm_tensor_parallel_size=recipe.vllm_tensor_parallel_size,
-                    vllm_gpu_memory_utilization=recipe.vllm_gpu_memory_utilization)
+        args.update(
+            vllm_mode=recipe.vllm_mode,
+            vllm_tensor_parallel_size=recipe.vllm_tensor_parallel_size,
+            vllm_gpu_memory_utilization=recipe.vllm_gpu_memory_utilization,
+        )
     from trl import GRPOConfig
 
     return apply_extra(args, recipe.trl, GRPOConfig), notes
@@ -126,7 +151,9 @@ def build_grpo_config(recipe: GRPORecipe, world: int | None = None) -> tuple[Any
         raise ConfigError(f"TRL rejected the GRPO settings: {str(exc).splitlines()[0]}") from None
 
 
-def drop_long_prompts(records: list[dict[str, Any]], tokenizer: Any, limit: int) -> tuple[list[dict[str, Any]], int]:
+def drop_long_prompts(
+    records: list[dict[str, Any]], tokenizer: Any, limit: int
+) -> tuple[list[dict[str, Any]], int]:
     """Keep the records whose templated prompt fits in ``limit`` tokens (the paper drops, never cuts)."""
     kept = []
     for record in records:
@@ -165,7 +192,9 @@ def _eos_ids(model_path: str) -> list[int]:
 def run_grpo(recipe: GRPORecipe, *, log: Any = print) -> TrainResult:
     require_training()
     if recipe.use_vllm:
-        require("vllm", what="use_vllm=true (or set use_vllm=false to generate with transformers)", extra="vllm")
+        require(
+            "vllm", what="use_vllm=true (or set use_vllm=false to generate with transformers)", extra="vllm"
+        )
     from trl import GRPOTrainer
 
     config, notes = build_grpo_config(recipe)
@@ -176,9 +205,15 @@ def run_grpo(recipe: GRPORecipe, *, log: Any = print) -> TrainResult:
     for note in notes:
         log(f"note: {note}")
     reward = JudgeReward(tokenizer, recipe.reward, stop_ids=_eos_ids(model_path))
-    trainer = GRPOTrainer(model=model_path, reward_funcs=[reward], args=config, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=lora_config(recipe.lora),
-                          callbacks=[CurveLogger(recipe.output_dir)])
+    trainer = GRPOTrainer(
+        model=model_path,
+        reward_funcs=[reward],
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora_config(recipe.lora),
+        callbacks=[CurveLogger(recipe.output_dir)],
+    )
     started = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - started
@@ -186,5 +221,13 @@ def run_grpo(recipe: GRPORecipe, *, log: Any = print) -> TrainResult:
     return TrainResult(out, trainer.state.global_step, seconds, dict(output.metrics), tuple(notes))
 
 
-__all__ = ["REWARDS", "JudgeReward", "build_grpo_config", "drop_long_prompts", "grpo_args", "grpo_dataset",
-           "run_grpo", "split_rollout"]
+__all__ = [
+    "REWARDS",
+    "JudgeReward",
+    "build_grpo_config",
+    "drop_long_prompts",
+    "grpo_args",
+    "grpo_dataset",
+    "run_grpo",
+    "split_rollout",
+]

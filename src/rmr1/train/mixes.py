@@ -1,4 +1,4 @@
-"""Training data: judge prompts with a ``winner`` label, from any preference dataset or the paper's RL mixture.
+"""Training data: judge prompts with a ``winner`` label, from any preference dataset or the RL mixture.
 
 Positions follow the paper exactly: one global counter runs over every item of a build; an even index shows
 the chosen response as Chatbot A (``winner = model_a``), an odd index shows it as Chatbot B. Single-turn items
@@ -13,7 +13,7 @@ The paper's mixture comes from three hub sources, each read in its own published
 - Skywork-Reward-Preference-80K-v0.2: implicit-prompt conversations ``chosen``/``rejected`` and ``source``;
   items whose source is ``magpie_ultra`` are left out.
 - Code-Preference-Pairs: ``input``/``accepted``/``rejected``; shuffled with seed 42, first 8,000 kept.
-- Math-Step-DPO-10K: ``prompt``; the responses are ``initial_reason_steps`` + ``full_chosen`` / ``full_rejected``.
+- Math-Step-DPO-10K: ``prompt``; responses are ``initial_reason_steps`` + ``full_chosen`` / ``full_rejected``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ CODE_SEED, CODE_LIMIT = 42, 8000
 
 # --- reading rows ------------------------------------------------------------------------------------------
 
+
 def load_rows(spec: str, split: str = "train") -> Any:
     """A ``datasets.Dataset`` from a local file (.jsonl/.json/.parquet/.csv), a folder, or a hub id."""
     import datasets
@@ -47,8 +48,10 @@ def load_rows(spec: str, split: str = "train") -> Any:
     try:
         if path.is_file():
             if path.suffix not in builders:
-                raise InputError(f"unsupported file type {path.suffix!r} (use .jsonl, .json, .parquet or .csv)",
-                                 source=str(path))
+                raise InputError(
+                    f"unsupported file type {path.suffix!r} (use .jsonl, .json, .parquet or .csv)",
+                    source=str(path),
+                )
             return datasets.load_dataset(builders[path.suffix], data_files=str(path), split="train")
         if path.is_dir():
             if (path / "dataset_info.json").is_file() and (path / "state.json").is_file():
@@ -68,7 +71,9 @@ def _messages(value: Any, source: str, line: int, name: str) -> tuple[Message, .
     try:
         return as_messages(value, field_name=name)
     except InputError as exc:
-        raise InputError(str(exc).split(": ", 1)[-1], source=source, line=line, field=exc.field or name) from None
+        raise InputError(
+            str(exc).split(": ", 1)[-1], source=source, line=line, field=exc.field or name
+        ) from None
 
 
 def _response(value: Any, source: str, line: int, name: str) -> str:
@@ -77,13 +82,16 @@ def _response(value: Any, source: str, line: int, name: str) -> str:
         return value
     messages = _messages(value, source, line, name)
     if not messages or messages[-1].role != "assistant":
-        raise InputError("the last message must be the assistant's response", source=source, line=line, field=name)
+        raise InputError(
+            "the last message must be the assistant's response", source=source, line=line, field=name
+        )
     return messages[-1].content
 
 
-def pair_from_preference(record: Mapping[str, Any], *, source: str, line: int, default_id: str,
-                         subset: str = "") -> PreferencePair:
-    """A pair from a TRL preference row: explicit (prompt/chosen/rejected) or implicit prompt (conversations)."""
+def pair_from_preference(
+    record: Mapping[str, Any], *, source: str, line: int, default_id: str, subset: str = ""
+) -> PreferencePair:
+    """A pair from a TRL preference row: explicit (prompt/chosen/rejected) or implicit prompt (two chats)."""
     for key in ("chosen", "rejected"):
         if record.get(key) is None:  # absent, or None where a table mixes both formats
             raise InputError("missing", source=source, line=line, field=key)
@@ -94,32 +102,49 @@ def pair_from_preference(record: Mapping[str, Any], *, source: str, line: int, d
         rejected = _response(record["rejected"], source, line, "rejected")
     else:
         if isinstance(record["chosen"], str):
-            raise InputError("missing (needed when chosen/rejected are plain texts)", source=source, line=line,
-                             field="prompt")
+            raise InputError(
+                "missing (needed when chosen/rejected are plain texts)",
+                source=source,
+                line=line,
+                field="prompt",
+            )
         full_chosen = _messages(record["chosen"], source, line, "chosen")
         full_rejected = _messages(record["rejected"], source, line, "rejected")
         if full_chosen[:-1] != full_rejected[:-1]:
-            raise InputError("chosen and rejected conversations differ before their last turn", source=source,
-                             line=line, field="rejected")
+            raise InputError(
+                "chosen and rejected conversations differ before their last turn",
+                source=source,
+                line=line,
+                field="rejected",
+            )
         context = full_chosen[:-1]
         chosen = _response(record["chosen"], source, line, "chosen")
         rejected = _response(record["rejected"], source, line, "rejected")
     try:
-        return PreferencePair(item_id=item_id, context=context, chosen=chosen, rejected=rejected,
-                              subset=str(record.get("subset", subset) or subset))
+        return PreferencePair(
+            item_id=item_id,
+            context=context,
+            chosen=chosen,
+            rejected=rejected,
+            subset=str(record.get("subset", subset) or subset),
+        )
     except InputError as exc:
         raise InputError(str(exc).split(": ", 1)[-1], source=source, line=line, field=exc.field) from None
 
 
-def preference_pairs(rows: Iterable[Mapping[str, Any]], source: str, prefix: str = "") -> Iterator[PreferencePair]:
+def preference_pairs(
+    rows: Iterable[Mapping[str, Any]], source: str, prefix: str = ""
+) -> Iterator[PreferencePair]:
     for i, row in enumerate(rows):
         yield pair_from_preference(row, source=source, line=i + 1, default_id=f"{prefix}{i}")
 
 
 # --- the paper's three sources ------------------------------------------------------------------------------
 
-def skywork_pairs(rows: Iterable[Mapping[str, Any]], source: str = SKYWORK,
-                  exclude: Sequence[str] = SKYWORK_EXCLUDED) -> Iterator[PreferencePair]:
+
+def skywork_pairs(
+    rows: Iterable[Mapping[str, Any]], source: str = SKYWORK, exclude: Sequence[str] = SKYWORK_EXCLUDED
+) -> Iterator[PreferencePair]:
     for i, row in enumerate(rows):
         origin = str(row.get("source", ""))
         if origin in exclude:
@@ -134,16 +159,25 @@ def _text_field(row: Mapping[str, Any], key: str, source: str, line: int) -> str
     return value
 
 
-def code_preference_pairs(rows: Iterable[Mapping[str, Any]], source: str = CODE_PAIRS) -> Iterator[PreferencePair]:
+def code_preference_pairs(
+    rows: Iterable[Mapping[str, Any]], source: str = CODE_PAIRS
+) -> Iterator[PreferencePair]:
     for i, row in enumerate(rows):
         question = _text_field(row, "input", source, i + 1)
         accepted = _text_field(row, "accepted", source, i + 1)
         rejected = _text_field(row, "rejected", source, i + 1)
         try:
-            yield PreferencePair(str(row.get("id", f"code-{i}")), (Message("user", question),), accepted, rejected,
-                                 subset="code-preference-pairs")
+            yield PreferencePair(
+                str(row.get("id", f"code-{i}")),
+                (Message("user", question),),
+                accepted,
+                rejected,
+                subset="code-preference-pairs",
+            )
         except InputError as exc:
-            raise InputError(str(exc).split(": ", 1)[-1], source=source, line=i + 1, field=exc.field) from None
+            raise InputError(
+                str(exc).split(": ", 1)[-1], source=source, line=i + 1, field=exc.field
+            ) from None
 
 
 def math_step_pairs(rows: Iterable[Mapping[str, Any]], source: str = MATH_STEP) -> Iterator[PreferencePair]:
@@ -154,36 +188,49 @@ def math_step_pairs(rows: Iterable[Mapping[str, Any]], source: str = MATH_STEP) 
         chosen = steps + _text_field(row, "full_chosen", source, line)
         rejected = steps + _text_field(row, "full_rejected", source, line)
         try:
-            yield PreferencePair(f"math-step-{i}", (Message("user", prompt),), chosen, rejected,
-                                 subset=str(row.get("dataset", "math-step-dpo")))
+            yield PreferencePair(
+                f"math-step-{i}",
+                (Message("user", prompt),),
+                chosen,
+                rejected,
+                subset=str(row.get("dataset", "math-step-dpo")),
+            )
         except InputError as exc:
             raise InputError(str(exc).split(": ", 1)[-1], source=source, line=line, field=exc.field) from None
 
 
 def first_after_shuffle(dataset: Any, *, seed: int = CODE_SEED, limit: int = CODE_LIMIT) -> Any:
-    """``datasets`` shuffle with the seed, then the first ``limit`` rows (the paper's Code-Preference-Pairs cut)."""
+    """``datasets`` shuffle with the seed, then the first ``limit`` rows (the Code-Preference-Pairs cut)."""
     shuffled = dataset.shuffle(seed=seed)
     return shuffled.select(range(min(limit, len(shuffled))))
 
 
-# --- judge records --------------------------------------------------------------------------------------------
+# --- judge records ------------------------------------------------------------------------------------------
+
 
 def order_for(index: int) -> str:
     """The paper's global position rule: even -> chosen shown as A, odd -> as B."""
     return "AB" if index % 2 == 0 else "BA"
 
 
-def judge_record(pair: PreferencePair, index: int, template: JudgeTemplate, source: str = "") -> dict[str, Any]:
+def judge_record(
+    pair: PreferencePair, index: int, template: JudgeTemplate, source: str = ""
+) -> dict[str, Any]:
     order = order_for(index)
     a, b = (pair.chosen, pair.rejected) if order == "AB" else (pair.rejected, pair.chosen)
     messages, _ = template.render(pair.context, a, b)
-    return {"id": pair.item_id, "prompt": [m.to_dict() for m in messages],
-            "winner": WINNERS[0] if order == "AB" else WINNERS[1], "source": source or pair.subset,
-            "multi_turn": pair.is_multi_turn}
+    return {
+        "id": pair.item_id,
+        "prompt": [m.to_dict() for m in messages],
+        "winner": WINNERS[0] if order == "AB" else WINNERS[1],
+        "source": source or pair.subset,
+        "multi_turn": pair.is_multi_turn,
+    }
 
 
-def build_judge_dataset(pairs: Iterable[PreferencePair], template: JudgeTemplate | str | None = None, *,
-                        start: int = 0) -> list[dict[str, Any]]:
+def build_judge_dataset(
+    pairs: Iterable[PreferencePair], template: JudgeTemplate | str | None = None, *, start: int = 0
+) -> list[dict[str, Any]]:
     """Judge records for ``pairs``, positions by one counter starting at ``start``; ids made unique."""
     tmpl = template if isinstance(template, JudgeTemplate) else get_template(template)
     records, seen = [], set()
@@ -209,12 +256,15 @@ class MixtureSources:
 def paper_pairs(sources: MixtureSources = MixtureSources()) -> Iterator[PreferencePair]:
     """The RL mixture's pairs in a fixed order: Skywork (no magpie_ultra), code (8,000), math (all)."""
     yield from skywork_pairs(load_rows(sources.skywork, sources.split), sources.skywork)
-    yield from code_preference_pairs(first_after_shuffle(load_rows(sources.code, sources.split)), sources.code)
+    yield from code_preference_pairs(
+        first_after_shuffle(load_rows(sources.code, sources.split)), sources.code
+    )
     yield from math_step_pairs(load_rows(sources.math, sources.split), sources.math)
 
 
-def paper_mixture(sources: MixtureSources = MixtureSources(),
-                  template: JudgeTemplate | str | None = "cor") -> list[dict[str, Any]]:
+def paper_mixture(
+    sources: MixtureSources = MixtureSources(), template: JudgeTemplate | str | None = "cor"
+) -> list[dict[str, Any]]:
     return build_judge_dataset(paper_pairs(sources), template)
 
 
@@ -222,9 +272,10 @@ def is_judge_dataset(columns: Sequence[str]) -> bool:
     return "prompt" in columns and "winner" in columns
 
 
-def judge_prompts(spec: str, *, split: str = "train", template: JudgeTemplate | str | None = "cor",
-                  limit: int | None = None) -> list[dict[str, Any]]:
-    """Judge records from a file/hub dataset that holds judge prompts already, or preference pairs to convert."""
+def judge_prompts(
+    spec: str, *, split: str = "train", template: JudgeTemplate | str | None = "cor", limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Judge records from a file or hub dataset of judge prompts, or of preference pairs to convert."""
     rows = load_rows(spec, split)
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
@@ -232,18 +283,41 @@ def judge_prompts(spec: str, *, split: str = "train", template: JudgeTemplate | 
         out = []
         for i, row in enumerate(rows):
             if row["winner"] not in WINNERS:
-                raise InputError(f"must be one of {', '.join(WINNERS)}, got {row['winner']!r}", source=spec,
-                                 line=i + 1, field="winner")
+                raise InputError(
+                    f"must be one of {', '.join(WINNERS)}, got {row['winner']!r}",
+                    source=spec,
+                    line=i + 1,
+                    field="winner",
+                )
             _messages(row["prompt"], spec, i + 1, "prompt")
             out.append(dict(row))
         return out
     if "chosen" in rows.column_names:
         return build_judge_dataset(preference_pairs(rows, spec), template)
-    raise InputError("expected columns prompt + winner (judge prompts) or chosen/rejected (preference pairs)",
-                     source=spec, field="prompt")
+    raise InputError(
+        "expected columns prompt + winner (judge prompts) or chosen/rejected (preference pairs)",
+        source=spec,
+        field="prompt",
+    )
 
 
-__all__ = ["CODE_PAIRS", "MATH_STEP", "SKYWORK", "WINNERS", "MixtureSources", "build_judge_dataset",
-           "code_preference_pairs", "first_after_shuffle", "judge_prompts", "judge_record", "load_rows",
-           "math_step_pairs", "order_for", "pair_from_preference", "paper_mixture", "paper_pairs",
-           "preference_pairs", "skywork_pairs"]
+__all__ = [
+    "CODE_PAIRS",
+    "MATH_STEP",
+    "SKYWORK",
+    "WINNERS",
+    "MixtureSources",
+    "build_judge_dataset",
+    "code_preference_pairs",
+    "first_after_shuffle",
+    "judge_prompts",
+    "judge_record",
+    "load_rows",
+    "math_step_pairs",
+    "order_for",
+    "pair_from_preference",
+    "paper_mixture",
+    "paper_pairs",
+    "preference_pairs",
+    "skywork_pairs",
+]

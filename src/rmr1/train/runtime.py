@@ -35,19 +35,29 @@ def model_dtype(precision: str) -> str:
 def common_args(recipe: SFTRecipe | GRPORecipe) -> dict[str, Any]:
     """TrainingArguments values both stages set the same way."""
     args: dict[str, Any] = {
-        "output_dir": recipe.output_dir, "num_train_epochs": recipe.num_train_epochs,
-        "max_steps": recipe.max_steps, "learning_rate": recipe.learning_rate,
-        "lr_scheduler_type": recipe.lr_scheduler, "warmup_steps": recipe.warmup_ratio,  # < 1: a ratio
-        "max_grad_norm": recipe.max_grad_norm, "gradient_checkpointing": recipe.gradient_checkpointing,
-        "seed": recipe.seed, "logging_steps": recipe.logging_steps, "save_strategy": recipe.save_strategy,
-        "report_to": recipe.report_to, "deepspeed": recipe.deepspeed, "disable_tqdm": True,
+        "output_dir": recipe.output_dir,
+        "num_train_epochs": recipe.num_train_epochs,
+        "max_steps": recipe.max_steps,
+        "learning_rate": recipe.learning_rate,
+        "lr_scheduler_type": recipe.lr_scheduler,
+        "warmup_steps": recipe.warmup_ratio,  # < 1: a ratio
+        "max_grad_norm": recipe.max_grad_norm,
+        "gradient_checkpointing": recipe.gradient_checkpointing,
+        "seed": recipe.seed,
+        "logging_steps": recipe.logging_steps,
+        "save_strategy": recipe.save_strategy,
+        "report_to": recipe.report_to,
+        "deepspeed": recipe.deepspeed,
+        "disable_tqdm": True,
         "model_init_kwargs": {"dtype": model_dtype(recipe.precision)},
         **precision_args(recipe.precision),
     }
     if recipe.gradient_checkpointing:
         args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
     if recipe.precision == "bf16" and not _has_gpu():
-        args["use_cpu"] = True  # bf16 autocast on a CPU; TrainingArguments refuses bf16 without a GPU otherwise
+        args["use_cpu"] = (
+            True  # bf16 autocast on a CPU; TrainingArguments refuses bf16 without a GPU otherwise
+        )
     return args
 
 
@@ -71,8 +81,13 @@ def lora_config(settings: LoraSettings) -> Any:
         return None
     from peft import LoraConfig
 
-    return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                      target_modules=settings.target_modules, task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        task_type="CAUSAL_LM",
+    )
 
 
 def load_tokenizer(model: str, template_file: str | None = None, *, for_sft: bool = False) -> tuple[Any, str]:
@@ -97,8 +112,9 @@ class CurveLogger(TrainerCallback):  # type: ignore[misc]
         self.path = Path(out_dir) / CURVES_JSONL
         self.rows: list[dict[str, Any]] = []
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
-               **_: Any) -> None:
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **_: Any
+    ) -> None:
         if not state.is_world_process_zero or not logs:
             return
         row = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
@@ -141,10 +157,24 @@ def save_final(trainer: Any, recipe: SFTRecipe | GRPORecipe, tokenizer: Any) -> 
         trainer.save_model(str(out))
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(out))
-        (out / "recipe.json").write_text(json.dumps(dataclasses.asdict(recipe), indent=2) + "\n", encoding="utf-8")
+        (out / "recipe.json").write_text(
+            json.dumps(dataclasses.asdict(recipe), indent=2) + "\n", encoding="utf-8"
+        )
     return out
 
 
-__all__ = ["CURVES_CSV", "CURVES_JSONL", "CurveLogger", "apply_extra", "common_args", "load_tokenizer",
-           "lora_config", "model_dtype", "precision_args", "read_curves", "require_training", "save_final",
-           "write_csv"]
+__all__ = [
+    "CURVES_CSV",
+    "CURVES_JSONL",
+    "CurveLogger",
+    "apply_extra",
+    "common_args",
+    "load_tokenizer",
+    "lora_config",
+    "model_dtype",
+    "precision_args",
+    "read_curves",
+    "require_training",
+    "save_final",
+    "write_csv",
+]

@@ -45,22 +45,34 @@ def split_batch(global_batch: int, per_device: int, world: int) -> tuple[int, in
     while per_world % size:
         size -= 1
     if size != per_device:
-        notes.append(f"per_device_batch_size {per_device} -> {size} so that {global_batch} = {size} x "
-                     f"{per_world // size} accumulation x {world} processes")
+        notes.append(
+            f"per_device_batch_size {per_device} -> {size} so that {global_batch} = {size} x "
+            f"{per_world // size} accumulation x {world} processes"
+        )
     return size, per_world // size, notes
 
 
 def sft_args(recipe: SFTRecipe, world: int | None = None) -> tuple[dict[str, Any], list[str]]:
     """The SFTConfig keyword arguments for ``recipe`` on ``world`` processes, and notes on adjustments."""
     world = world or world_size()
-    per_device, accumulation, notes = split_batch(recipe.global_batch_size, recipe.per_device_batch_size, world)
+    per_device, accumulation, notes = split_batch(
+        recipe.global_batch_size, recipe.per_device_batch_size, world
+    )
     args = common_args(recipe)
-    scheduler_kwargs = {"min_lr_rate": recipe.min_lr_ratio} if recipe.lr_scheduler == "cosine_with_min_lr" else {}
+    scheduler_kwargs = (
+        {"min_lr_rate": recipe.min_lr_ratio} if recipe.lr_scheduler == "cosine_with_min_lr" else {}
+    )
     args.update(
-        per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation,
-        lr_scheduler_kwargs=scheduler_kwargs, adam_beta1=recipe.adam_beta1, adam_beta2=recipe.adam_beta2,
-        weight_decay=recipe.weight_decay, max_length=recipe.max_length, packing=recipe.packing,
-        assistant_only_loss=recipe.assistant_only_loss, dataset_num_proc=None,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        lr_scheduler_kwargs=scheduler_kwargs,
+        adam_beta1=recipe.adam_beta1,
+        adam_beta2=recipe.adam_beta2,
+        weight_decay=recipe.weight_decay,
+        max_length=recipe.max_length,
+        packing=recipe.packing,
+        assistant_only_loss=recipe.assistant_only_loss,
+        dataset_num_proc=None,
     )
     from trl import SFTConfig
 
@@ -82,14 +94,21 @@ def load_sft_rows(recipe: SFTRecipe) -> Any:
     """The conversational dataset (``messages`` ending with the assistant trace), other columns dropped."""
     rows = load_rows(recipe.dataset, recipe.dataset_split)
     if "messages" not in rows.column_names:
-        raise InputError("missing: SFT data needs a 'messages' column (rmr1 distill writes one)",
-                         source=recipe.dataset, field="messages")
+        raise InputError(
+            "missing: SFT data needs a 'messages' column (rmr1 distill writes one)",
+            source=recipe.dataset,
+            field="messages",
+        )
     if recipe.limit is not None:
         rows = rows.select(range(min(recipe.limit, len(rows))))
     for i, messages in enumerate(rows["messages"]):
         if not messages or messages[-1].get("role") != "assistant":
-            raise InputError("the last message must be the assistant trace", source=recipe.dataset, line=i + 1,
-                             field="messages")
+            raise InputError(
+                "the last message must be the assistant trace",
+                source=recipe.dataset,
+                line=i + 1,
+                field="messages",
+            )
     return rows.select_columns(["messages"])
 
 
@@ -103,8 +122,14 @@ def run_sft(recipe: SFTRecipe, *, log: Any = print) -> TrainResult:
         log(f"note: {note}")
     tokenizer, model_path = load_tokenizer(recipe.model, recipe.chat_template_file, for_sft=True)
     rows = load_sft_rows(recipe)
-    trainer = SFTTrainer(model=model_path, args=config, train_dataset=rows, processing_class=tokenizer,
-                         peft_config=lora_config(recipe.lora), callbacks=[CurveLogger(recipe.output_dir)])
+    trainer = SFTTrainer(
+        model=model_path,
+        args=config,
+        train_dataset=rows,
+        processing_class=tokenizer,
+        peft_config=lora_config(recipe.lora),
+        callbacks=[CurveLogger(recipe.output_dir)],
+    )
     started = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - started
