@@ -106,9 +106,14 @@ def trace_for(shown: ShownPair, careless: bool = False) -> str:
     if careless:  # the slip a hurried judge makes: it lands on the other chatbot's number
         total = b_says if a_says == total else a_says
     winner = "A" if total == a_says else "B"
+
+    def verdict_on(says: int) -> str:
+        return "right" if says == total else "wrong"
+
     return (
         f"<type>Reasoning</type>\n<solution>{x} + {y} = {total}</solution>\n"
-        f"<eval>A says {a_says}, B says {b_says}, so {winner} is right.</eval>\n<answer>[[{winner}]]</answer>"
+        f"<eval>A says {a_says}, which is {verdict_on(a_says)}. B says {b_says}, which is {verdict_on(b_says)}."
+        f"</eval>\n<answer>[[{winner}]]</answer>"
     )
 
 
