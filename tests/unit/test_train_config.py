@@ -98,6 +98,7 @@ def test_every_preset_builds_trl_configs_with_the_paper_values() -> None:
             )
             assert cfg.warmup_steps == pytest.approx(0.03) and cfg.num_train_epochs == 1
             assert cfg.max_length == 12288 and cfg.packing and cfg.assistant_only_loss and cfg.bf16
+            assert cfg.model_init_kwargs == {"dtype": "bfloat16", "attn_implementation": "flash_attention_2"}
             continue
         recipe = load_recipe(GRPORecipe, name)
         cfg, _ = build_grpo_config(recipe, world)

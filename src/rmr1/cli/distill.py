@@ -40,6 +40,10 @@ def distill(
     temperature: Annotated[float, typer.Option(help="Teacher sampling temperature.")] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Requests per teacher batch (and per log append).")] = 16,
     limit: Annotated[int | None, typer.Option(help="Only the first N items.")] = None,
+    sample: Annotated[
+        int | None, typer.Option(help="A seeded random subset of N items (the paper: ~8.7K).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for --sample.")] = 0,
     second_pass: Annotated[
         bool, typer.Option(help="Retry failures with the correct verdict as a hint.")
     ] = True,
@@ -60,6 +64,11 @@ def distill(
         second_pass=second_pass,
     )
     items = judge_prompts(data, template=get_template(template, template_file), limit=limit)
+    if sample is not None and sample < len(items):
+        import random
+
+        picked = sorted(random.Random(seed).sample(range(len(items)), sample))
+        items = [items[i] for i in picked]
 
     def backend(name: str, model: str | None):  # type: ignore[no-untyped-def]
         opts = JudgeOptions(

@@ -63,6 +63,7 @@ class SFTRecipe:
     packing: bool = True
     assistant_only_loss: bool = True
     precision: str = "bf16"  # bf16, fp16 or fp32 (CPU: fp32)
+    attn_implementation: str | None = None  # e.g. flash_attention_2 (what packing without padding wants)
     gradient_checkpointing: bool = True
     lora: LoraSettings = field(default_factory=LoraSettings)
     deepspeed: str | None = None  # a DeepSpeed JSON (or use an accelerate config with DeepSpeed)
@@ -105,6 +106,7 @@ class GRPORecipe:
     max_completion_length: int = 8192
     max_grad_norm: float = 1.0
     precision: str = "bf16"
+    attn_implementation: str | None = None
     gradient_checkpointing: bool = True
     lora: LoraSettings = field(default_factory=LoraSettings)
     use_vllm: bool = False  # generate with vLLM (when installed)

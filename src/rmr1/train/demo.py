@@ -64,9 +64,10 @@ def demo_config(
 
 
 def pick_threads(requested: int | None) -> int:
-    """Torch threads: the cores other processes leave idle, at least one. On a busy machine one thread avoids
-    the spin-waits of several threads fighting for the same cores (measured here: a LoRA step took 10 s with one
-    thread and 23-47 s with two)."""
+    """Torch threads: the cores other processes leave idle, at least one.
+
+    On a busy machine one thread avoids the spin-waits of several threads fighting for the same cores
+    (measured here: a LoRA step took 10 s with one thread and 23-47 s with two)."""
     cores = os.cpu_count() or 1
     if requested:
         return max(1, requested)

@@ -112,7 +112,8 @@ def trace_for(shown: ShownPair, careless: bool = False) -> str:
 
     return (
         f"<type>Reasoning</type>\n<solution>{x} + {y} = {total}</solution>\n"
-        f"<eval>A says {a_says}, which is {verdict_on(a_says)}. B says {b_says}, which is {verdict_on(b_says)}."
+        f"<eval>A says {a_says}, which is {verdict_on(a_says)}. "
+        f"B says {b_says}, which is {verdict_on(b_says)}."
         f"</eval>\n<answer>[[{winner}]]</answer>"
     )
 

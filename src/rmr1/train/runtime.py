@@ -34,6 +34,9 @@ def model_dtype(precision: str) -> str:
 
 def common_args(recipe: SFTRecipe | GRPORecipe) -> dict[str, Any]:
     """TrainingArguments values both stages set the same way."""
+    init_kwargs: dict[str, Any] = {"dtype": model_dtype(recipe.precision)}
+    if recipe.attn_implementation:
+        init_kwargs["attn_implementation"] = recipe.attn_implementation
     args: dict[str, Any] = {
         "output_dir": recipe.output_dir,
         "num_train_epochs": recipe.num_train_epochs,
@@ -49,7 +52,7 @@ def common_args(recipe: SFTRecipe | GRPORecipe) -> dict[str, Any]:
         "report_to": recipe.report_to,
         "deepspeed": recipe.deepspeed,
         "disable_tqdm": True,
-        "model_init_kwargs": {"dtype": model_dtype(recipe.precision)},
+        "model_init_kwargs": init_kwargs,
         **precision_args(recipe.precision),
     }
     if recipe.gradient_checkpointing:
@@ -149,7 +152,8 @@ def save_final(trainer: Any, recipe: SFTRecipe | GRPORecipe, tokenizer: Any) -> 
     """Save the trained model (LoRA merged unless told otherwise), tokenizer and recipe into output_dir."""
     out = Path(recipe.output_dir)
     model = trainer.model
-    if recipe.lora.enabled and recipe.lora.merge and hasattr(model, "merge_and_unload"):
+    sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled  # merge the gathered weights offline
+    if recipe.lora.enabled and recipe.lora.merge and not sharded and hasattr(model, "merge_and_unload"):
         if trainer.accelerator.is_main_process:
             merged = trainer.accelerator.unwrap_model(model).merge_and_unload()
             merged.save_pretrained(str(out))
