@@ -111,6 +111,7 @@ def verdict_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return run_sft(recipe, log=lambda *_: None).output_dir
 
 
+@pytest.mark.slow  # 30 SFT steps first, so the tiny model emits verdicts the reward can tell apart
 def test_grpo_step_changes_weights(verdict_model: Path, tmp_path: Path) -> None:
     from rmr1.train.grpo import run_grpo
 

@@ -29,7 +29,7 @@ class DemoConfig:
     train_pairs: int = 128
     test_pairs: int = 32
     careless_share: float = 0.2  # the scripted teacher's first-pass slips (the paper's teacher: ~25%)
-    sft_steps: int = 16
+    sft_steps: int = 24
     sft_batch: int = 8
     sft_lr: float = 2e-3
     grpo_steps: int = 4

@@ -106,15 +106,13 @@ def trace_for(shown: ShownPair, careless: bool = False) -> str:
     if careless:  # the slip a hurried judge makes: it lands on the other chatbot's number
         total = b_says if a_says == total else a_says
     winner = "A" if total == a_says else "B"
-
-    def verdict_on(says: int) -> str:
-        return "right" if says == total else "wrong"
-
+    # Each answer is tied to its chatbot ("9 is A's answer") before the solution's number is looked up among
+    # them, so the verdict follows from the trace by copying, a step even a small model learns quickly.
     return (
         f"<type>Reasoning</type>\n<solution>{x} + {y} = {total}</solution>\n"
-        f"<eval>A says {a_says}, which is {verdict_on(a_says)}. "
-        f"B says {b_says}, which is {verdict_on(b_says)}."
-        f"</eval>\n<answer>[[{winner}]]</answer>"
+        f"<eval>{a_says} is A's answer. {b_says} is B's answer. "
+        f"Solution: {total} is {winner}'s answer.</eval>\n"
+        f"<answer>[[{winner}]]</answer>"
     )
 
 
