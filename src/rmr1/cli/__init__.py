@@ -41,6 +41,9 @@ _COMMANDS = [
     "rmr1.cli.report",
     "rmr1.cli.merge",
     "rmr1.cli.serve",
+    "rmr1.cli.demo",
+    "rmr1.cli.distill",
+    "rmr1.cli.train",
 ]
 
 for _module in _COMMANDS:

@@ -1,0 +1,142 @@
+"""``rmr1 train sft|grpo|data|presets``: a training stage from a recipe (YAML or preset) + overrides."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+
+from rmr1.cli import app
+
+train_app = typer.Typer(
+    no_args_is_help=True, help="Train a judge: SFT on traces, GRPO with verifiable rewards."
+)
+app.add_typer(train_app, name="train")
+
+_CONFIG = typer.Option("--config", "-c", help="Recipe YAML file or preset name (see `rmr1 train presets`).")
+_OVERRIDES = typer.Argument(help="key=value overrides, e.g. learning_rate=1e-5 lora.enabled=true")
+_DRY = typer.Option(
+    "--dry-run", help="Print the recipe and the TRL arguments, then stop (no model is loaded)."
+)
+
+
+def _show(recipe: Any, args: dict[str, Any], notes: list[str]) -> None:
+    from rmr1.train.config import recipe_dict
+
+    typer.echo(json.dumps({"recipe": recipe_dict(recipe), "trl": args}, indent=2, default=str))
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+
+
+def _report(result: Any) -> None:
+    typer.echo(f"trained {result.steps} steps in {result.seconds:.1f}s; model saved to {result.output_dir}")
+    typer.echo(f"curves: {Path(result.output_dir) / 'curves.csv'}")
+
+
+@train_app.command()
+def sft(
+    config: Annotated[str, _CONFIG],
+    overrides: Annotated[list[str] | None, _OVERRIDES] = None,
+    dry_run: Annotated[bool, _DRY] = False,
+) -> None:
+    """Supervised fine-tuning on teacher traces (loss on the trace only)."""
+    from rmr1.train.config import SFTRecipe, load_recipe
+    from rmr1.train.sft import run_sft, sft_args
+
+    recipe = load_recipe(SFTRecipe, config, overrides or [])
+    if dry_run:
+        _show(recipe, *sft_args(recipe))
+        return
+    _report(run_sft(recipe, log=lambda line: typer.echo(line, err=True)))
+
+
+@train_app.command()
+def grpo(
+    config: Annotated[str, _CONFIG],
+    overrides: Annotated[list[str] | None, _OVERRIDES] = None,
+    dry_run: Annotated[bool, _DRY] = False,
+) -> None:
+    """GRPO with the paper's verifiable reward on judge prompts labelled with a winner."""
+    from rmr1.train.config import GRPORecipe, load_recipe
+    from rmr1.train.grpo import grpo_args, run_grpo
+
+    recipe = load_recipe(GRPORecipe, config, overrides or [])
+    if dry_run:
+        _show(recipe, *grpo_args(recipe))
+        return
+    _report(run_grpo(recipe, log=lambda line: typer.echo(line, err=True)))
+
+
+@train_app.command()
+def presets() -> None:
+    """List the shipped recipes."""
+    from rmr1.train.config import PRESETS_DIR, preset_names, read_yaml
+
+    for name in preset_names():
+        data = read_yaml(PRESETS_DIR / f"{name}.yaml")
+        typer.echo(f"{name:40s} {data.get('stage', '?'):5s} {data.get('model') or '(embedded model)'}")
+
+
+def _excluded_ids(path: Path | None) -> set[str]:
+    if path is None:
+        return set()
+    from rmr1.jsonl import read_jsonl
+
+    return {str(record["id"]) for _, record in read_jsonl(path) if "id" in record}
+
+
+@train_app.command()
+def data(
+    out: Annotated[Path, typer.Option(help="Write the judge-prompt dataset here (JSONL).")],
+    pairs: Annotated[
+        list[str] | None, typer.Option(help="Preference file(s) or hub ids in TRL formats.")
+    ] = None,
+    paper_mixture: Annotated[
+        bool, typer.Option(help="The paper's RL mixture from its three sources.")
+    ] = False,
+    skywork: Annotated[
+        str | None, typer.Option(help="Skywork-Reward-Preference-80K-v0.2 file or hub id.")
+    ] = None,
+    code: Annotated[str | None, typer.Option(help="Code-Preference-Pairs file or hub id.")] = None,
+    math: Annotated[str | None, typer.Option(help="Math-Step-DPO-10K file or hub id.")] = None,
+    template: Annotated[str, typer.Option(help="Judge template name (cor, reasoning, ...).")] = "cor",
+    template_file: Annotated[Path | None, typer.Option(help="A YAML judge template.")] = None,
+    exclude: Annotated[
+        Path | None,
+        typer.Option(
+            help="Drop items whose id is in this JSONL (e.g. the distilled subset, distill/train.jsonl)."
+        ),
+    ] = None,
+) -> None:
+    """Build judge prompts with a `winner` label (positions balanced by the paper's global counter)."""
+    from rmr1.errors import InputError
+    from rmr1.jsonl import JsonlAppender
+    from rmr1.prompts import get_template
+    from rmr1.train import mixes
+
+    if not pairs and not paper_mixture:
+        raise InputError("give --pairs FILE (repeatable) or --paper-mixture")
+    tmpl = get_template(template, template_file)
+    chosen: list[Any] = []
+    if paper_mixture:
+        defaults = mixes.MixtureSources()
+        sources = mixes.MixtureSources(
+            skywork or defaults.skywork, code or defaults.code, math or defaults.math
+        )
+        chosen.extend(mixes.paper_pairs(sources))
+    for spec in pairs or []:
+        chosen.extend(mixes.preference_pairs(mixes.load_rows(spec), spec, prefix=f"{Path(spec).stem}-"))
+    skip = _excluded_ids(exclude)
+    records = mixes.build_judge_dataset([p for p in chosen if p.item_id not in skip], tmpl)
+    if out.exists():
+        out.unlink()
+    with JsonlAppender(out) as writer:
+        writer.write(cast(list[Mapping[str, Any]], records))
+    a_share = sum(r["winner"] == "model_a" for r in records) / max(1, len(records))
+    typer.echo(
+        f"wrote {len(records)} judge prompts to {out} (chosen shown as A: {a_share:.1%}; "
+        f"excluded {len(chosen) - len(records)})"
+    )

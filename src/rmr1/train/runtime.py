@@ -1,0 +1,184 @@
+"""What the SFT and GRPO stages share: precision, LoRA, tokenizer, the curves log and the final save."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from rmr1.errors import ConfigError, require
+from rmr1.models import resolve_model
+from rmr1.train.config import GRPORecipe, LoraSettings, SFTRecipe
+
+CURVES_JSONL, CURVES_CSV = "curves.jsonl", "curves.csv"
+
+
+def require_training() -> None:
+    require("trl", what="training", extra="training")
+    require("peft", what="training", extra="training")
+
+
+def precision_args(precision: str) -> dict[str, Any]:
+    """TrainingArguments switches for a precision; TRL defaults to bf16, so each one is set explicitly."""
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def model_dtype(precision: str) -> str:
+    return {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
+
+
+def common_args(recipe: SFTRecipe | GRPORecipe) -> dict[str, Any]:
+    """TrainingArguments values both stages set the same way."""
+    init_kwargs: dict[str, Any] = {"dtype": model_dtype(recipe.precision)}
+    if recipe.attn_implementation:
+        init_kwargs["attn_implementation"] = recipe.attn_implementation
+    args: dict[str, Any] = {
+        "output_dir": recipe.output_dir,
+        "num_train_epochs": recipe.num_train_epochs,
+        "max_steps": recipe.max_steps,
+        "learning_rate": recipe.learning_rate,
+        "lr_scheduler_type": recipe.lr_scheduler,
+        "warmup_steps": recipe.warmup_ratio,  # < 1: a ratio
+        "max_grad_norm": recipe.max_grad_norm,
+        "gradient_checkpointing": recipe.gradient_checkpointing,
+        "seed": recipe.seed,
+        "logging_steps": recipe.logging_steps,
+        "save_strategy": recipe.save_strategy,
+        "report_to": recipe.report_to,
+        "deepspeed": recipe.deepspeed,
+        "disable_tqdm": True,
+        "model_init_kwargs": init_kwargs,
+        **precision_args(recipe.precision),
+    }
+    if recipe.gradient_checkpointing:
+        args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    if recipe.precision == "bf16" and not _has_gpu():
+        args["use_cpu"] = (
+            True  # bf16 autocast on a CPU; TrainingArguments refuses bf16 without a GPU otherwise
+        )
+    return args
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def apply_extra(args: dict[str, Any], extra: Mapping[str, Any], config_cls: type) -> dict[str, Any]:
+    """Recipe ``trl:`` options go through after a check that TRL knows each one."""
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    for key in extra:
+        if key not in known:
+            raise ConfigError(f"unknown config key 'trl.{key}': {config_cls.__name__} has no such option")
+    return {**args, **extra}
+
+
+def lora_config(settings: LoraSettings) -> Any:
+    if not settings.enabled:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_tokenizer(model: str, template_file: str | None = None, *, for_sft: bool = False) -> tuple[Any, str]:
+    """The tokenizer (with a marked training chat template for SFT) and the resolved model path."""
+    from transformers import AutoTokenizer
+
+    from rmr1.train.chat_template import training_chat_template
+
+    path = resolve_model(model or None)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if for_sft or template_file:
+        tokenizer.chat_template = training_chat_template(tokenizer, template_file)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, path
+
+
+class CurveLogger(TrainerCallback):  # type: ignore[misc]
+    """Appends every logged metric row to ``curves.jsonl`` and rewrites ``curves.csv`` at the end."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.path = Path(out_dir) / CURVES_JSONL
+        self.rows: list[dict[str, Any]] = []
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **_: Any
+    ) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        row = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
+        self.rows.append(row)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        if state.is_world_process_zero:
+            write_csv(self.rows, self.path.with_name(CURVES_CSV))
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_curves(out_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(out_dir) / CURVES_JSONL
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def save_final(trainer: Any, recipe: SFTRecipe | GRPORecipe, tokenizer: Any) -> Path:
+    """Save the trained model (LoRA merged unless told otherwise), tokenizer and recipe into output_dir."""
+    out = Path(recipe.output_dir)
+    model = trainer.model
+    sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled  # merge the gathered weights offline
+    if recipe.lora.enabled and recipe.lora.merge and not sharded and hasattr(model, "merge_and_unload"):
+        if trainer.accelerator.is_main_process:
+            merged = trainer.accelerator.unwrap_model(model).merge_and_unload()
+            merged.save_pretrained(str(out))
+    else:
+        trainer.save_model(str(out))
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(out))
+        (out / "recipe.json").write_text(
+            json.dumps(dataclasses.asdict(recipe), indent=2) + "\n", encoding="utf-8"
+        )
+    return out
+
+
+__all__ = [
+    "CURVES_CSV",
+    "CURVES_JSONL",
+    "CurveLogger",
+    "apply_extra",
+    "common_args",
+    "load_tokenizer",
+    "lora_config",
+    "model_dtype",
+    "precision_args",
+    "read_curves",
+    "require_training",
+    "save_final",
+    "write_csv",
+]

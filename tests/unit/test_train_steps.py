@@ -1,0 +1,196 @@
+"""Real TRL steps on the tiny model: SFT and GRPO each change the weights; marked templates are supplied."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rmr1.train.config import GRPORecipe, SFTRecipe, load_recipe
+
+CPU = ["precision=fp32", "gradient_checkpointing=false", "logging_steps=1"]
+
+
+def _weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def _changed(before: dict, after: dict) -> int:
+    import torch
+
+    return sum(1 for k in before if not torch.equal(before[k].float(), after[k].float()))
+
+
+def _pairs(path: Path, n: int) -> Path:
+    path.write_text(
+        "".join(
+            json.dumps({"prompt": f"Which is better, {i}?", "chosen": f"good {i}", "rejected": f"bad {i}"})
+            + "\n"
+            for i in range(n)
+        )
+    )
+    return path
+
+
+def _template(folder: Path) -> Path:
+    """A very short judge template, so the tiny model's prompts stay short."""
+    path = folder / "short.yaml"
+    path.write_text('user: "{pair}"\n')
+    return path
+
+
+def _sft_rows(path: Path, n: int) -> Path:
+    """The short judge prompts of ``_pairs``, answered with a verdict that is right for about half of them."""
+    from rmr1.prompts import get_template
+    from rmr1.train.mixes import judge_prompts
+
+    template = get_template(file=_template(path.parent))
+    records = judge_prompts(str(_pairs(path.with_suffix(".pairs.jsonl"), n)), template=template)
+    rows = [
+        {
+            "messages": [
+                *r["prompt"],
+                {"role": "assistant", "content": f"<answer>[[{'AB'[i % 3 % 2]}]]</answer>"},
+            ]
+        }
+        for i, r in enumerate(records)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_sft_step_changes_weights_and_logs_curves(tiny_model: Path, tmp_path: Path) -> None:
+    from rmr1.train.sft import run_sft
+
+    recipe = load_recipe(
+        SFTRecipe,
+        "tiny-cpu-sft",
+        [
+            f"model={tiny_model}",
+            f"dataset={_sft_rows(tmp_path / 'sft.jsonl', 8)}",
+            f"output_dir={tmp_path / 'out'}",
+            "max_steps=1",
+            "learning_rate=1e-2",
+            "global_batch_size=4",
+            "per_device_batch_size=4",
+            *CPU,
+        ],
+    )
+    result = run_sft(recipe, log=lambda *_: None)
+    assert result.steps == 1
+    assert _changed(_weights(tiny_model), _weights(result.output_dir)) > 0
+    curves = (result.output_dir / "curves.jsonl").read_text().splitlines()
+    assert curves and "loss" in json.loads(curves[0])
+    assert (result.output_dir / "curves.csv").is_file() and (result.output_dir / "recipe.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def verdict_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model taught to answer with a verdict tag (A or B at about even odds)."""
+    from rmr1.train.sft import run_sft
+
+    tmp = tmp_path_factory.mktemp("verdict")
+    recipe = load_recipe(
+        SFTRecipe,
+        "tiny-cpu-sft",
+        [
+            f"model={tiny_model}",
+            f"dataset={_sft_rows(tmp / 'sft.jsonl', 16)}",
+            f"output_dir={tmp / 'out'}",
+            "max_steps=30",
+            "learning_rate=2e-2",
+            "lr_scheduler=constant",
+            "global_batch_size=8",
+            "per_device_batch_size=8",
+            *CPU,
+        ],
+    )
+    return run_sft(recipe, log=lambda *_: None).output_dir
+
+
+@pytest.mark.slow  # 30 SFT steps first, so the tiny model emits verdicts the reward can tell apart
+def test_grpo_step_changes_weights(verdict_model: Path, tmp_path: Path) -> None:
+    from rmr1.train.grpo import run_grpo
+
+    pairs = _pairs(tmp_path / "pairs.jsonl", 8)
+    recipe = load_recipe(
+        GRPORecipe,
+        "tiny-cpu-grpo",
+        [
+            f"model={verdict_model}",
+            f"dataset={pairs}",
+            f"output_dir={tmp_path / 'out'}",
+            f"template={_template(tmp_path)}",
+            "max_steps=1",
+            "learning_rate=1e-2",
+            "max_completion_length=16",
+            "num_generations=8",
+            "rollout_batch_prompts=2",
+            "mini_batch_prompts=2",
+            "per_device_batch_size=16",
+            *CPU,
+        ],
+    )
+    result = run_grpo(recipe, log=lambda *_: None)
+    rows = [json.loads(line) for line in (result.output_dir / "curves.jsonl").read_text().splitlines()]
+    assert "reward" in rows[0] and "judge/accuracy" in rows[0] and "completions/mean_length" in rows[0]
+    assert rows[0]["reward_std"] > 0  # the group disagreed, so there was something to learn from
+    assert _changed(_weights(verdict_model), _weights(result.output_dir)) > 0
+
+
+def test_overlong_prompts_are_dropped(tiny_model: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from rmr1.train.grpo import drop_long_prompts
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    records = [
+        {"prompt": [{"role": "user", "content": "short"}], "winner": "model_a"},
+        {"prompt": [{"role": "user", "content": "long " * 300}], "winner": "model_b"},
+    ]
+    kept, dropped = drop_long_prompts(records, tokenizer, 64)
+    assert [r["winner"] for r in kept] == ["model_a"] and dropped == 1
+
+
+def test_chatml_template_without_markers_gets_an_equivalent_marked_one(tiny_model: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from rmr1.train.chat_template import has_generation_markers, training_chat_template
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    # SmolLM2's own template: ChatML without markers, with a default system prompt
+    tokenizer.chat_template = (
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
+        "trained by Hugging Face<|im_end|>\n' }}"
+        "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    )
+    marked = training_chat_template(tokenizer)
+    assert has_generation_markers(marked)
+    chat = [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "<answer>[[A]]</answer>"}]
+    assert tokenizer.apply_chat_template(
+        chat, tokenize=False, chat_template=marked
+    ) == tokenizer.apply_chat_template(chat, tokenize=False)
+    out = tokenizer.apply_chat_template(
+        chat, chat_template=marked, return_dict=True, return_assistant_tokens_mask=True
+    )
+    trained = [t for t, m in zip(out["input_ids"], out["assistant_masks"], strict=True) if m]
+    assert (
+        tokenizer.decode(trained) == "<answer>[[A]]</answer><|im_end|>"
+    )  # the trace and its end, nothing else
+
+
+def test_unknown_template_without_markers_is_a_config_error(tiny_model: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from rmr1.errors import ConfigError
+    from rmr1.train.chat_template import training_chat_template
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    tokenizer.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+    with pytest.raises(ConfigError, match="chat_template_file"):
+        training_chat_template(tokenizer)
