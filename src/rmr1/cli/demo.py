@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rmr1.cli import app
+
+if TYPE_CHECKING:
+    from rmr1.train.demo import DemoResult
 
 
 @app.command()
@@ -26,11 +29,17 @@ def demo(
     ] = None,
 ) -> None:
     """Run the RM-R1 pipeline small: scripted-teacher distillation, SFT, GRPO, held-out accuracy."""
+    import warnings
+
     from rmr1.train.demo import demo_config, run_demo, summary
+
+    # transformers' renaming notices (gradient vs activation checkpointing) say nothing about the demo
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
     cfg = demo_config(quick, out / ("quick" if quick else "full"), model, threads)
     result = run_demo(cfg, log=lambda line: typer.echo(line, err=True))
     data = summary(result, cfg)
+    _print_example(result)
     typer.echo(
         f"held-out accuracy ({cfg.test_pairs} pairs): "
         + ", ".join(f"{name} {value:.1%}" for name, value in data["accuracy"].items())
@@ -41,3 +50,16 @@ def demo(
         + f" (total {data['total_seconds']:.0f}s)"
     )
     typer.echo(f"report: {cfg.out_dir / 'report.html'}")
+
+
+def _print_example(result: DemoResult) -> None:
+    """One held-out item's real traces, from the base model and from the last trained stage."""
+    first, last = result.evals.get("base"), result.evals.get("grpo") or result.evals.get("sft")
+    if first is None or last is None or not first.judgments or not last.judgments:
+        return
+    for label, evaluation in (("base model", first), (f"after {last.name}", last)):
+        j = evaluation.judgments[0]
+        verdict = j.verdict or f"unparsed ({j.parse_error})"
+        outcome = {True: "right", False: "wrong", None: "no verdict"}[j.correct]
+        typer.echo(f"--- held-out item {j.item_id}, {label}: verdict {verdict}, {outcome} ---")
+        typer.echo(j.completion.strip() or "(empty output)")
