@@ -41,8 +41,10 @@ lint: setup
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
+# The quick benchmarks; bench/hf_batching.py and bench/server_load.py run real models (minutes each): see bench/README.md.
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) bench/harness.py
+	$(PY) bench/load_benchmarks.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
