@@ -215,10 +215,15 @@ def vote_values(values: Sequence[bool | None]) -> Vote:
     counts = Counter(v for v in values if v is not None)
     unparsed = sum(1 for v in values if v is None)
     parsed = counts[True] + counts[False]
-    if parsed == 0 or counts[True] == counts[False]:
+    winner = majority(counts[True], counts[False])
+    if winner is None:
         return Vote(None, 0.5 if parsed else 0.0, parsed, unparsed)
-    winner = counts[True] > counts[False]
     return Vote(winner, max(counts[True], counts[False]) / parsed, parsed, unparsed)
+
+
+def majority(right: int, wrong: int) -> bool | None:
+    """The voting rule on counts: the preferred response won, lost, or (a tie, nothing parsed) no decision."""
+    return None if right == wrong else right > wrong
 
 
 __all__ = [

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from rmr1.errors import InputError
-from rmr1.judge import vote_values
+from rmr1.judge import majority
 from rmr1.types import Judgment
 
 ORDERS = ("AB", "BA")
@@ -57,10 +57,9 @@ def pair_outcomes(judgments: Iterable[Judgment]) -> list[PairOutcome]:
     for key in sorted(tallies):
         tally = tallies[key]
         decisions = {
-            order: vote_values([True] * right + [False] * wrong + [None] * unparsed).correct
+            order: majority(tally[3 * k], tally[3 * k + 1])
             for k, order in enumerate(ORDERS)
-            for right, wrong, unparsed in [tally[3 * k : 3 * k + 3]]
-            if right + wrong + unparsed
+            if tally[3 * k] + tally[3 * k + 1] + tally[3 * k + 2]
         }
         out.append(PairOutcome(key[0], key[1], subsets[key], decisions))
     return out

@@ -105,10 +105,15 @@ class JudgeTemplate:
     ) -> tuple[tuple[Message, ...], bool]:
         """The chat to send, and whether any response text had to be neutralised."""
         rendered = render_pair(context, response_a, response_b)
-        user = self.user.format(pair=rendered.block, question=rendered.question)
-        system = self.system.format(pair=rendered.block, question=rendered.question) if self.system else ""
+        user = _fill(self.user, rendered.block, rendered.question)
+        system = _fill(self.system, rendered.block, rendered.question)
         messages = (Message("system", system), Message("user", user)) if system else (Message("user", user),)
         return messages, rendered.neutralised
+
+
+def _fill(text: str, pair: str, question: str) -> str:
+    # Texts without braces (most system prompts) are used as they are: format() would only copy them.
+    return text.format(pair=pair, question=question) if "{" in text or "}" in text else text
 
 
 def check_placeholders(text: str, source: str, field: str) -> None:
