@@ -32,6 +32,7 @@ from rmr1.train.runtime import (
     common_args,
     load_tokenizer,
     lora_config,
+    make_trl_config,
     require_training,
     save_final,
 )
@@ -145,10 +146,7 @@ def build_grpo_config(recipe: GRPORecipe, world: int | None = None) -> tuple[Any
     from trl import GRPOConfig
 
     kwargs, notes = grpo_args(recipe, world)
-    try:
-        return GRPOConfig(**kwargs), notes
-    except ValueError as exc:
-        raise ConfigError(f"TRL rejected the GRPO settings: {str(exc).splitlines()[0]}") from None
+    return make_trl_config(GRPOConfig, kwargs, "GRPO"), notes
 
 
 def drop_long_prompts(

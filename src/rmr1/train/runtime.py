@@ -79,6 +79,14 @@ def apply_extra(args: dict[str, Any], extra: Mapping[str, Any], config_cls: type
     return {**args, **extra}
 
 
+def make_trl_config(config_cls: type, kwargs: dict[str, Any], stage: str) -> Any:
+    """Build a TRL config object; TRL's own validation errors become one-line ConfigErrors."""
+    try:
+        return config_cls(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"TRL rejected the {stage} settings: {str(exc).splitlines()[0]}") from None
+
+
 def lora_config(settings: LoraSettings) -> Any:
     if not settings.enabled:
         return None

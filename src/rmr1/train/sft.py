@@ -21,6 +21,7 @@ from rmr1.train.runtime import (
     common_args,
     load_tokenizer,
     lora_config,
+    make_trl_config,
     require_training,
     save_final,
 )
@@ -84,10 +85,7 @@ def build_sft_config(recipe: SFTRecipe, world: int | None = None) -> tuple[Any, 
     from trl import SFTConfig
 
     kwargs, notes = sft_args(recipe, world)
-    try:
-        return SFTConfig(**kwargs), notes
-    except ValueError as exc:
-        raise ConfigError(f"TRL rejected the SFT settings: {str(exc).splitlines()[0]}") from None
+    return make_trl_config(SFTConfig, kwargs, "SFT"), notes
 
 
 def load_sft_rows(recipe: SFTRecipe) -> Any:
