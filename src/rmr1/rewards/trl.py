@@ -108,20 +108,15 @@ class JudgeReward:
 
 
 class AsyncJudgeReward:
-    """``JudgeReward`` as a coroutine: TRL runs async reward functions concurrently on its own event loop."""
+    """``JudgeReward`` as a coroutine: TRL runs async reward functions concurrently on its own event loop.
 
-    def __init__(
-        self,
-        scorer: GroupScorer | Judge,
-        *,
-        method: str = "round_robin",
-        reference_column: str = "reference",
-        num_generations: int | None = None,
-        name: str = "rmr1_judge",
-    ) -> None:
-        self.scorer = as_scorer(scorer)
-        self.spec = TRLSpec(method, reference_column, num_generations)
-        self.__name__ = name
+    Takes the same arguments as ``JudgeReward`` and shares its grouping; only the scorer call is awaited.
+    """
+
+    def __init__(self, scorer: GroupScorer | Judge, **options: Any) -> None:
+        self._sync = JudgeReward(scorer, **options)
+        self.scorer, self.spec = self._sync.scorer, self._sync.spec
+        self.__name__ = self._sync.__name__
 
     async def __call__(
         self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any

@@ -18,7 +18,6 @@ gets -1.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,9 +33,8 @@ from rmr1.train.runtime import (
     lora_config,
     make_trl_config,
     require_training,
-    save_final,
 )
-from rmr1.train.sft import TrainResult
+from rmr1.train.sft import TrainResult, train_and_save
 from rmr1.verdicts import parse_verdict, rm_r1_reward, strict_reward
 
 REWARDS: dict[str, Callable[..., float]] = {"rm_r1": rm_r1_reward, "strict": strict_reward}
@@ -212,11 +210,7 @@ def run_grpo(recipe: GRPORecipe, *, log: Any = print) -> TrainResult:
         peft_config=lora_config(recipe.lora),
         callbacks=[CurveLogger(recipe.output_dir)],
     )
-    started = time.perf_counter()
-    output = trainer.train()
-    seconds = time.perf_counter() - started
-    out = save_final(trainer, recipe, tokenizer)
-    return TrainResult(out, trainer.state.global_step, seconds, dict(output.metrics), tuple(notes))
+    return train_and_save(trainer, recipe, tokenizer, notes)
 
 
 __all__ = [

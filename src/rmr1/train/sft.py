@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rmr1.errors import ConfigError, InputError
-from rmr1.train.config import SFTRecipe, world_size
+from rmr1.train.config import GRPORecipe, SFTRecipe, world_size
 from rmr1.train.mixes import load_rows
 from rmr1.train.runtime import (
     CurveLogger,
@@ -34,6 +34,17 @@ class TrainResult:
     seconds: float
     metrics: dict[str, Any]
     notes: tuple[str, ...] = ()
+
+
+def train_and_save(
+    trainer: Any, recipe: SFTRecipe | GRPORecipe, tokenizer: Any, notes: list[str]
+) -> TrainResult:
+    """Run a built TRL trainer, save the final model, and report steps, time and metrics (both stages)."""
+    started = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - started
+    out = save_final(trainer, recipe, tokenizer)
+    return TrainResult(out, trainer.state.global_step, seconds, dict(output.metrics), tuple(notes))
 
 
 def split_batch(global_batch: int, per_device: int, world: int) -> tuple[int, int, list[str]]:
@@ -128,11 +139,15 @@ def run_sft(recipe: SFTRecipe, *, log: Any = print) -> TrainResult:
         peft_config=lora_config(recipe.lora),
         callbacks=[CurveLogger(recipe.output_dir)],
     )
-    started = time.perf_counter()
-    output = trainer.train()
-    seconds = time.perf_counter() - started
-    out = save_final(trainer, recipe, tokenizer)
-    return TrainResult(out, trainer.state.global_step, seconds, dict(output.metrics), tuple(notes))
+    return train_and_save(trainer, recipe, tokenizer, notes)
 
 
-__all__ = ["TrainResult", "build_sft_config", "load_sft_rows", "run_sft", "sft_args", "split_batch"]
+__all__ = [
+    "TrainResult",
+    "build_sft_config",
+    "load_sft_rows",
+    "run_sft",
+    "sft_args",
+    "split_batch",
+    "train_and_save",
+]
