@@ -104,8 +104,8 @@ def _count_only(name: str, judgments: Any, *, unparsed_score: float = 0.0) -> di
 
 def worker(n: int, mode: str) -> dict[str, Any]:
     # Imported by evaluate; imported here so import time stays out of the timings.
-    import rmr1.cli.options
     import rmr1.evaluation.scoring as scoring
+    import rmr1.judge_options
     import rmr1.report  # noqa: F401
 
     with tempfile.TemporaryDirectory() as tmp:

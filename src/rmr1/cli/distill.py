@@ -50,7 +50,7 @@ def distill(
     parse_mode: Annotated[str, typer.Option(help="Verdict parsing: strict or paper.")] = "strict",
 ) -> None:
     """Teacher pass 1 with the judge template, pass 2 on the failures with a hint; keep verified traces."""
-    from rmr1.cli.options import JudgeOptions
+    from rmr1.judge_options import JudgeOptions
     from rmr1.prompts import get_template
     from rmr1.train.distill import DistillConfig
     from rmr1.train.distill import distill as run_distill

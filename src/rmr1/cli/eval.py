@@ -10,9 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from rmr1.cli import app
-from rmr1.cli.options import JudgeOptions, judge_options
+from rmr1.cli.options import judge_options
 from rmr1.cli.progress import progress_bar
 from rmr1.evaluation.run import Advance
+from rmr1.judge_options import JudgeOptions
 
 
 def _number(value: Any) -> str:

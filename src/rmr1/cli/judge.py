@@ -13,10 +13,11 @@ from rich.console import Console
 from rich.panel import Panel
 
 from rmr1.cli import app
-from rmr1.cli.options import JudgeOptions, judge_options
+from rmr1.cli.options import judge_options
 from rmr1.cli.progress import progress_bar
 from rmr1.errors import InputError
 from rmr1.jsonl import JsonlAppender, pair_from_record, read_jsonl
+from rmr1.judge_options import JudgeOptions
 from rmr1.types import Judgment, PreferencePair
 
 

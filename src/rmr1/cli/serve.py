@@ -11,8 +11,9 @@ import typer
 
 from rmr1.backends import close_backend
 from rmr1.cli import app
-from rmr1.cli.options import JudgeOptions, judge_options
+from rmr1.cli.options import judge_options
 from rmr1.errors import ConfigError, require
+from rmr1.judge_options import JudgeOptions
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

@@ -207,7 +207,7 @@ def run_eval(
 
 
 def _split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    from rmr1.cli.options import JudgeOptions
+    from rmr1.judge_options import JudgeOptions
 
     own = {f.name for f in fields(EvalConfig)} - {"benchmark", "out"}
     judge_names = {f.name for f in fields(JudgeOptions)}
@@ -236,7 +236,7 @@ def evaluate(
     settings are ``EvalConfig`` fields: ``data``, ``limit``, ``shard`` ("I/N" or Shard), ``unparsed_score``,
     ``report``, ``retry_errors``.
     """
-    from rmr1.cli.options import JudgeOptions
+    from rmr1.judge_options import JudgeOptions
 
     own, judge_settings = _split_settings(settings)
     if judge is not None and judge_settings:

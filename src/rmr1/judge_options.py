@@ -1,0 +1,108 @@
+"""The settings that build a judge, declared once: ``JudgeOptions`` is filled by the CLI flags, by
+``rmr1.evaluate(**settings)`` and by configs, and builds the backend, template and ``Judge``.
+
+``HELP`` documents each field once; the CLI turns the fields into flags with these texts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rmr1.backends import BACKENDS, Backend, make_backend
+from rmr1.errors import ConfigError
+from rmr1.judge import Judge, JudgeConfig
+from rmr1.models import DEFAULT_MODEL
+from rmr1.prompts import JudgeTemplate, get_template
+
+
+@dataclass
+class JudgeOptions:
+    model: str | None = None
+    backend: str = "hf"
+    template: str | None = None
+    template_file: str | None = None
+    protocol: str = "single"
+    samples: int = 1
+    seed: int = 0
+    max_new_tokens: int = 1024
+    temperature: float | None = None
+    parse_mode: str = "strict"
+    batch_size: int = 8
+    base_url: str | None = None
+    api_key: str | None = None
+    concurrency: int = 8
+    timeout: float = 600.0
+    dtype: str = "auto"
+    record_latency: bool = True
+
+    def judge_config(self) -> JudgeConfig:
+        return JudgeConfig(
+            protocol=self.protocol,
+            samples=self.samples,
+            seed=self.seed,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            parse_mode=self.parse_mode,
+            batch_size=self.batch_size,
+            record_latency=self.record_latency,
+        )
+
+    def template_obj(self) -> JudgeTemplate:
+        return get_template(self.template, self.template_file)
+
+    def template_name(self) -> str:
+        return self.template_file or self.template or "cor"
+
+    def model_name(self) -> str:
+        return self.model or DEFAULT_MODEL
+
+    def make_backend(self) -> Backend:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        extra: dict[str, Any] = {}
+        if self.backend == "hf":
+            extra = {"batch_size": self.batch_size, "dtype": self.dtype}
+        elif self.backend == "openai":
+            extra = {
+                "base_url": self.base_url,
+                "api_key": self.api_key,
+                "concurrency": self.concurrency,
+                "timeout": self.timeout,
+            }
+        return make_backend(self.backend, self.model, **extra)
+
+    def build_judge(self) -> Judge:
+        template = self.template_obj()  # validate before loading a model
+        config = self.judge_config()
+        return Judge(self.make_backend(), template, config)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("api_key", None)  # never written to run files
+        return data
+
+
+HELP = {
+    "model": "Model: hub id, local checkpoint, or empty for the embedded SmolLM2-135M-Instruct "
+    "(openai: the served model name; replay: a judgments.jsonl).",
+    "backend": f"Inference backend: {', '.join(BACKENDS)}.",
+    "template": "Built-in judge template: cor, reasoning, cor-notype, plain.",
+    "template_file": "A YAML template file with 'user' (and optional 'system') texts.",
+    "protocol": "single: one seeded order per pair; both: judge AB and BA.",
+    "samples": "Samples per order (more than one means majority voting).",
+    "seed": "Seed for the pair orders and sampling.",
+    "max_new_tokens": "Generation budget per judge call.",
+    "temperature": "Sampling temperature (default: 0 for one sample, 1.0 when voting).",
+    "parse_mode": "Verdict parsing: strict (final answer tag) or paper (released RM-R1 rule).",
+    "batch_size": "Requests per backend batch.",
+    "base_url": "openai backend: the server's base URL, e.g. http://127.0.0.1:8080/v1.",
+    "api_key": "openai backend: API key (default: $OPENAI_API_KEY).",
+    "concurrency": "openai backend: requests in flight at once.",
+    "timeout": "openai backend: seconds per request before it is retried.",
+    "dtype": "hf backend: auto, float32, bfloat16 or float16.",
+    "record_latency": "Record each call's latency_s (turn off for byte-identical reruns).",
+}
+
+
+__all__ = ["HELP", "JudgeOptions"]
