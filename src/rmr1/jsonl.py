@@ -54,23 +54,31 @@ def cut_torn_tail(path: Path) -> None:
 
 
 class JsonlAppender:
-    """Append JSON objects as whole lines, flushed to the OS after each batch."""
+    """Append JSON objects as whole lines: each batch is one ``write`` system call on an ``O_APPEND``
+    descriptor, so a SIGKILL leaves the batch wholly on disk or not at all (and a torn tail, should a huge
+    write be split, is cut by the next appender)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         cut_torn_tail(self.path)
-        self._handle = self.path.open("a", encoding="utf-8")
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, records: list[Mapping[str, Any]] | Mapping[str, Any]) -> None:
         batch = [records] if isinstance(records, Mapping) else records
+        if self._fd is None:
+            raise ValueError(f"{self.path}: write after close")
         if not batch:
             return
-        self._handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in batch))
-        self._handle.flush()
+        data = memoryview("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in batch).encode("utf-8"))
+        while data:  # a regular file takes the whole buffer at once; the loop covers a short write
+            written = os.write(self._fd, data)
+            data = data[written:]
 
     def close(self) -> None:
-        self._handle.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> JsonlAppender:
         return self

@@ -177,6 +177,7 @@ class OpenAIBackend:
         self.retry = RetryPolicy(max_retries=max_retries, backoff=backoff, max_backoff=max_backoff)
         self.extra_body = dict(extra_body or {})
         self._served: str | None = None
+        self._listed: list[str] | None = None  # ids from GET /models, once asked (see served_model)
 
     # --- sync face ------------------------------------------------------------------------------------------
 
@@ -192,6 +193,25 @@ class OpenAIBackend:
         # the batch runs in a fresh loop on a worker thread while this thread waits.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(lambda: asyncio.run(self.agenerate(requests))).result()
+
+    def served_model(self) -> str | None:
+        """The model id the server says it serves (GET {base_url}/models, asked once), for run.json: the
+        named model when the server lists it, else the server's first (a one-model server such as llama.cpp
+        answers under any name); None when the server does not say."""
+        if self._listed is None:
+            self._listed = []
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            try:
+                data = httpx.get(f"{self.base_url}/models", headers=headers, timeout=min(self.timeout, 30.0))
+                listed = data.json().get("data") or []
+                self._listed = [
+                    m["id"] for m in listed if isinstance(m, dict) and isinstance(m.get("id"), str)
+                ]
+            except Exception:  # a server without /models still answers chat requests
+                pass
+        if self.model and self.model in self._listed:
+            return self.model
+        return self._listed[0] if self._listed else None
 
     # --- async core -----------------------------------------------------------------------------------------
 

@@ -87,6 +87,12 @@ def eval_command(
     """Evaluate a judge on a benchmark: run.json, judgments.jsonl, scores.json and report.html in --out."""
     from rmr1.evaluation import evaluate
 
+    if benchmark == "judgebench" and opts.protocol == "single":
+        typer.echo(
+            "warning: judgebench judged in one order only; its official protocol is both orders "
+            "(the default without --protocol)",
+            err=True,
+        )
     try:
         result = evaluate(
             benchmark,

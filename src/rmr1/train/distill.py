@@ -200,7 +200,8 @@ def distill(
     _check(items)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    attempts = read_attempts(out / ATTEMPTS)
+    # A failed teacher call is not done: a rerun makes it again (the log keeps both lines; the later one wins).
+    attempts = {k: a for k, a in read_attempts(out / ATTEMPTS).items() if a.get("finish_reason") != "error"}
     with JsonlAppender(out / ATTEMPTS) as log:
         first = [(it, prompt_messages(it)) for it in items if (str(it["id"]), 1) not in attempts]
         for record in _run_pass(teacher, first, 1, config, log, on_batch):
