@@ -46,9 +46,8 @@ def mock_eval(out: Path, data: Path, **kw: Any) -> rmr1.evaluation.EvalResult:
 
 def test_a_held_run_dir_refuses_a_second_writer_with_the_holders_pid(tmp_path: Path) -> None:
     run = RunDir(tmp_path)
-    with run.lock():
-        with pytest.raises(ConfigError) as err, run.lock():
-            pass
+    with run.lock(), pytest.raises(ConfigError) as err, run.lock():
+        pass
     message = str(err.value)
     assert str(tmp_path) in message and f"pid {os.getpid()}" in message and "\n" not in message
     with run.lock():  # released on exit: the next writer gets it
