@@ -278,3 +278,23 @@ def test_a_sigkilled_judge_out_leaves_whole_lines_and_resumes(tmp_path: Path) ->
     key = lambda r: (r["item_id"], r["pair"], r["order"], r["sample"])  # noqa: E731
     assert len(got) == len({key(r) for r in got}) == 24
     assert sorted(got, key=key) == sorted(want, key=key)
+
+
+def test_judgebench_single_order_only_when_asked_with_a_warning(tmp_path: Path) -> None:
+    row = {
+        "pair_id": "p",
+        "source": "s",
+        "question": "q",
+        "response_A": "a",
+        "response_B": "b",
+        "label": "A>B",
+    }
+    data = tmp_path / "jb.jsonl"
+    data.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    base = ["eval", "judgebench", "--data", str(data), "--backend", "mock", "--no-report"]
+    default = rmr1(*base, "--out", str(tmp_path / "both"))
+    assert default.returncode == 0 and "warning" not in default.stderr
+    assert len(records(tmp_path / "both")) == 2
+    single = rmr1(*base, "--protocol", "single", "--out", str(tmp_path / "single"))
+    assert single.returncode == 0 and len(records(tmp_path / "single")) == 1
+    assert "warning: judgebench judged in one order only" in single.stderr
