@@ -18,6 +18,7 @@ from typing import Any
 from rmr1.errors import InputError
 from rmr1.evaluation.settings import RunSettings
 from rmr1.jsonl import cut_torn_tail, read_jsonl
+from rmr1.textio import read_text
 from rmr1.types import Judgment
 
 Key = tuple[str, int, str, int]
@@ -61,7 +62,7 @@ class RunDir:
         if not self.run_json.is_file():
             return None
         try:
-            data = json.loads(self.run_json.read_text(encoding="utf-8"))
+            data = json.loads(read_text(self.run_json))
         except json.JSONDecodeError as exc:
             raise InputError(
                 f"not valid JSON ({exc.msg})", source=str(self.run_json), line=exc.lineno
@@ -103,8 +104,10 @@ class RunDir:
         for line, record in read_jsonl(self.judgments, tolerate_torn_tail=True):
             try:
                 yield line, Judgment.from_dict(record)
-            except (InputError, TypeError) as exc:
-                raise InputError(str(exc).split(": ", 1)[-1], source=source, line=line) from None
+            except InputError as exc:
+                raise exc.located(source, line) from None
+            except TypeError as exc:  # a field the dataclass does not take as given
+                raise InputError(str(exc), source=source, line=line) from None
 
     def iter_judgments(self) -> Iterator[Judgment]:
         for _, judgment in self.iter_numbered():
