@@ -12,7 +12,9 @@ from pathlib import Path
 from rmr1.errors import InputError
 
 
-def utf8_error(source: str | Path, data: bytes, exc: UnicodeDecodeError, *, line: int | None = None) -> InputError:
+def utf8_error(
+    source: str | Path, data: bytes, exc: UnicodeDecodeError, *, line: int | None = None
+) -> InputError:
     """An InputError for bytes that are not UTF-8: the line (counted from ``line``, or 1) and the column."""
     before = data[: exc.start]
     number = (line or 1) + before.count(b"\n")
@@ -38,4 +40,18 @@ def read_text(path: str | Path) -> str:
     return decode_utf8(p.read_bytes(), p, bom=True)
 
 
-__all__ = ["decode_utf8", "read_text", "utf8_error"]
+def check_utf8(path: str | Path, chunk_bytes: int = 1 << 20) -> None:
+    """Refuse a file that is not UTF-8 text, naming its line, without holding the whole file in memory.
+
+    For files handed to readers that do not check (``datasets``' JSON builder defers the error to the first
+    row read, deep inside a training-data build)."""
+    p = Path(path)
+    lines = 0
+    with p.open("rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            chunk += handle.readline()  # end on a line boundary: no character is split between chunks
+            decode_utf8(chunk, p, line=lines + 1, bom=lines == 0)
+            lines += chunk.count(b"\n")
+
+
+__all__ = ["check_utf8", "decode_utf8", "read_text", "utf8_error"]

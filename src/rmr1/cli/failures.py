@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import click
 import typer
@@ -67,7 +67,7 @@ def run(app: Any, argv: Sequence[str] | None = None) -> int:
         code = app(args=args, prog_name="rmr1", standalone_mode=False)
     except _CLICK_ERRORS as exc:  # bad flags and arguments: Click's usage errors
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare ``rmr1`` or ``rmr1 train``: the help
-            exc.show()
+            cast(Any, exc).show()
             return BAD_INPUT
         return _fail(_usage(exc), BAD_INPUT, exc, debug)
     except Rmr1Error as exc:

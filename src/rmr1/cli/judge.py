@@ -13,10 +13,12 @@ from rich.console import Console
 from rich.panel import Panel
 
 from rmr1.cli import app
+from rmr1.cli.checks import writable_file
 from rmr1.cli.options import judge_options
 from rmr1.cli.progress import progress_bar
-from rmr1.errors import InputError
+from rmr1.errors import BackendError, InputError
 from rmr1.jsonl import JsonlAppender, pair_from_record, read_jsonl
+from rmr1.judge import Judge
 from rmr1.judge_options import JudgeOptions
 from rmr1.types import Judgment, PreferencePair
 
@@ -87,31 +89,55 @@ def judge(
         raise InputError("give --pairs FILE, or all of --prompt, --response-a and --response-b")
     if pairs is not None and prompt is not None:
         raise InputError("give either --pairs or --prompt/--response-a/--response-b, not both")
+    writable_file(out)  # before the model loads: an unwritable --out must not cost a model load
     loaded = _read_pairs(pairs) if pairs is not None else None
     if loaded is None:
         PreferencePair.from_texts(prompt, response_a or "", response_b or "")  # validate before the model
     judge_ = opts.build_judge()
-    console = Console(stderr=True)
     if loaded is None:
         started = time.perf_counter()
         result = judge_.judge_pair(prompt, response_a or "", response_b or "")
+        _refuse_all_failed(result, len(result))
         _show(Console(), result, time.perf_counter() - started)
         if out is not None:
             with JsonlAppender(out) as single:
                 single.write([_record(j, False) for j in result])
         return
+    _judge_file(judge_, loaded, out)
+
+
+def _refuse_all_failed(failed: list[Judgment], total: int) -> None:
+    """A run where no call reached the model (dead server, bad key) is a failure, not an empty success."""
+    if failed and len(failed) == total and all(j.finish_reason == "error" for j in failed):
+        raise BackendError(f"all {total} judge calls failed; the first: {failed[0].parse_error}")
+
+
+def _judge_file(judge_: Judge, loaded: list[tuple[PreferencePair, bool]], out: Path | None) -> None:
+    """Stream the judgments out as they come; failed calls are counted, not written, so a rerun makes them."""
+    console = Console(stderr=True)
     labelled = {p.item_id: lab for p, lab in loaded}
     total = sum(len(judge_.orders(p)) * judge_.config.samples for p, _ in loaded)
-    writer = JsonlAppender(out) if out is not None else None
+    writer: JsonlAppender | None = None  # opened at the first success: a run that fails whole writes nothing
+    failed: list[Judgment] = []
     with progress_bar(console, total, "judging") as advance:
         for j in judge_.judge(p for p, _ in loaded):
+            advance(1, j)
+            if j.finish_reason == "error":
+                failed.append(j)
+                continue
             record = _record(j, labelled[j.item_id])
-            if writer is not None:
-                writer.write(record)
-            else:
+            if out is None:
                 sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
                 sys.stdout.flush()
-            advance(1, j)
+                continue
+            writer = writer or JsonlAppender(out)
+            writer.write(record)
+    _refuse_all_failed(failed, total)
     if writer is not None:
         writer.close()
-        console.print(f"wrote {total} judgments to {out}")
+        console.print(f"wrote {total - len(failed)} judgments to {out}")
+    if failed:
+        console.print(
+            f"warning: {len(failed)} of {total} judge calls failed and were not written "
+            f"(the first: {failed[0].parse_error})"
+        )
