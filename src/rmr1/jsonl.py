@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rmr1.errors import InputError
+from rmr1.textio import decode_utf8
 from rmr1.types import Message, PreferencePair, as_messages
 
 
@@ -22,14 +23,23 @@ def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False) -> Iterato
     p = Path(path)
     if not p.is_file():
         raise InputError("file not found", source=str(p))
-    with p.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
+    # Bytes, decoded line by line: bad UTF-8 is reported with its line, and a torn tail cut inside a
+    # multi-byte character is as tolerable as one cut inside a JSON value.
+    with p.open("rb") as handle:
+        for number, data in enumerate(handle, start=1):
+            torn = tolerate_torn_tail and not data.endswith(b"\n")
+            try:
+                raw = decode_utf8(data, p, line=number, bom=number == 1)
+            except InputError:
+                if torn:
+                    return
+                raise
             if not raw.strip():
                 continue
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as exc:
-                if tolerate_torn_tail and not raw.endswith("\n"):
+                if torn:
                     return
                 raise InputError(f"not valid JSON ({exc.msg})", source=str(p), line=number) from None
             if not isinstance(value, dict):

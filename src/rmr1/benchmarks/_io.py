@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rmr1.errors import InputError
+from rmr1.textio import read_text
 from rmr1.types import Message, as_messages
 
 FILE_SUFFIXES = (".json", ".jsonl", ".parquet")
@@ -123,10 +124,7 @@ def read_file(path: Path) -> Iterator[Record]:
     if path.suffix == ".parquet":
         yield from _read_parquet(path)
         return
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source=str(path)) from None
+    text = read_text(path)
     if path.suffix == ".json" and text.lstrip()[:1] in ("[", "{"):
         try:
             value = json.loads(text)

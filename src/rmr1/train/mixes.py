@@ -25,6 +25,7 @@ from typing import Any
 
 from rmr1.errors import ConfigError, InputError
 from rmr1.prompts import JudgeTemplate, get_template
+from rmr1.textio import check_utf8
 from rmr1.types import Message, PreferencePair, as_messages
 
 WINNERS = ("model_a", "model_b")
@@ -52,6 +53,8 @@ def load_rows(spec: str, split: str = "train") -> Any:
                     f"unsupported file type {path.suffix!r} (use .jsonl, .json, .parquet or .csv)",
                     source=str(path),
                 )
+            if path.suffix != ".parquet":
+                check_utf8(path)
             return datasets.load_dataset(builders[path.suffix], data_files=str(path), split="train")
         if path.is_dir():
             if (path / "dataset_info.json").is_file() and (path / "state.json").is_file():
