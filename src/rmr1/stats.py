@@ -304,7 +304,11 @@ def deciles(p_chosen: Sequence[float]) -> list[Bin]:
         if not group.size:
             continue
         c = confidence[group]
-        out.append(Bin(float(c.min()), float(c.max()), int(group.size), float(c.mean()), float(correct[group].mean())))
+        out.append(
+            Bin(
+                float(c.min()), float(c.max()), int(group.size), float(c.mean()), float(correct[group].mean())
+            )
+        )
     return out
 
 

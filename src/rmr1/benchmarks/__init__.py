@@ -24,8 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from rmr1.benchmarks._io import Record, Skip, is_hub_id, read_hub
-from rmr1.benchmarks._scoring import pair_outcomes
-from rmr1.benchmarks._scoring import PairOutcome
+from rmr1.benchmarks._scoring import PairOutcome, pair_outcomes
 from rmr1.errors import ConfigError, InputError
 from rmr1.stats import Resampling, bootstrap_intervals
 from rmr1.types import Judgment, PreferencePair

@@ -154,7 +154,9 @@ def _headline(sums: Sums) -> dict[str, np.ndarray]:
     levels: dict[str, list[np.ndarray]] = {"easy": [], "normal": [], "hard": []}
     result: dict[str, np.ndarray] = {}
     for domain in SCORED_DOMAINS:
-        cells = {(i, j): sums.ratio(f"v:{domain}:{i}{j}", f"n:{domain}:{i}{j}") for i in range(3) for j in range(3)}
+        cells = {
+            (i, j): sums.ratio(f"v:{domain}:{i}{j}", f"n:{domain}:{i}{j}") for i in range(3) for j in range(3)
+        }
         for level, members in (("easy", EASY), ("normal", NORMAL), ("hard", HARD)):
             levels[level].append(nanmean([cells[c] for c in members], rows))
         result[domain] = nanmean(list(cells.values()), rows)

@@ -40,7 +40,9 @@ class Confidence:
 
     def __init__(self, *, votes: bool) -> None:
         self.votes = votes
-        self._units: dict[tuple[str, int, str], list[float]] = {}  # [sum of P(chosen), samples with p_a, right, wrong]
+        self._units: dict[
+            tuple[str, int, str], list[float]
+        ] = {}  # [sum of P(chosen), samples with p_a, right, wrong]
 
     def add(self, j: Judgment) -> None:
         if j.p_a is None and not self.votes:

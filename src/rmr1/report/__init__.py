@@ -96,7 +96,9 @@ def calibration(stats: ReportStats) -> Calibration | None:
     values = stats.calibration.values()
     if not values:
         return None
-    return Calibration(statistics.ece(values), statistics.brier(values), len(values), statistics.deciles(values))
+    return Calibration(
+        statistics.ece(values), statistics.brier(values), len(values), statistics.deciles(values)
+    )
 
 
 def _environment() -> Any:

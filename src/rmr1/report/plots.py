@@ -132,8 +132,15 @@ def reliability_plot(stats: ReportStats) -> str | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
     width = 1 / statistics.BINS
-    ax.bar([b.low for b in bins], [b.accuracy for b in bins], width=width, align="edge", color="#00838f",
-           edgecolor="white", label="accuracy")
+    ax.bar(
+        [b.low for b in bins],
+        [b.accuracy for b in bins],
+        width=width,
+        align="edge",
+        color="#00838f",
+        edgecolor="white",
+        label="accuracy",
+    )
     ax.plot([0, 1], [0, 1], linestyle="--", color="#555", linewidth=1, label="perfect calibration")
     ax.plot([b.confidence for b in bins], [b.accuracy for b in bins], "o", color="#004d40", markersize=4)
     for b in bins:

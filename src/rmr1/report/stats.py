@@ -1,8 +1,9 @@
 """What the report shows, gathered in one streaming pass over judgments.jsonl.
 
 Counts per subset and per order, completion lengths per outcome, vote confidence per decision (when voting),
-P(chosen wins) per decision for calibration (when probabilities or votes exist), and a bounded sample of traces for the browser. The sample takes traces from each outcome in turn (correct,
-wrong, unparsed), so wrong and unparsed traces are still there to read in a large, mostly correct run.
+P(chosen wins) per decision for calibration (when probabilities or votes exist), and a bounded sample of
+traces for the browser. The sample takes traces from each outcome in turn (correct, wrong, unparsed), so wrong
+and unparsed traces are still there to read in a large, mostly correct run.
 """
 
 from __future__ import annotations
