@@ -141,11 +141,12 @@ def reliability_plot(stats: ReportStats) -> str | None:
         edgecolor="white",
         label="accuracy",
     )
-    ax.plot([0, 1], [0, 1], linestyle="--", color="#555", linewidth=1, label="perfect calibration")
+    # the confidence of the picked response is never below 0.5, so the diagram starts there
+    ax.plot([0.5, 1], [0.5, 1], linestyle="--", color="#555", linewidth=1, label="perfect calibration")
     ax.plot([b.confidence for b in bins], [b.accuracy for b in bins], "o", color="#004d40", markersize=4)
     for b in bins:
         ax.text(b.low + width / 2, (b.accuracy or 0) + 0.02, f"n={b.count}", ha="center", fontsize=7)
-    ax.set_xlim(0, 1)
+    ax.set_xlim(0.5, 1)
     ax.set_ylim(0, 1.1)
     ax.set_xlabel("confidence of the picked response")
     ax.set_ylabel("accuracy")
