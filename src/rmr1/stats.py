@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-RESAMPLES = 2000  # bootstrap resamples: the 2.5% / 97.5% percentiles settle well before this
+RESAMPLES = 1000  # bootstrap resamples: enough for stable 2.5% / 97.5% percentiles (Efron's rule of thumb)
 LEVEL = 0.95
 DEFAULT_SEED = 0  # used when a run has no seed of its own
 _CHUNK_CELLS = 4_000_000  # resamples x items held at once, so memory stays flat on large benchmarks
@@ -108,6 +108,11 @@ class Resampling:
         sums = Sums(self.columns().sum(axis=0, keepdims=True), self._names)
         return {name: _finite(values[0]) for name, values in self.headline(sums).items()}
 
+    @property
+    def names(self) -> dict[str, int]:
+        """Column of each named sum."""
+        return self._names
+
     def resampled(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         """Headline numbers for each row of ``weights`` (resamples x items: how often each item was drawn)."""
         return self.headline(Sums(weights @ self.columns(), self._names))
@@ -139,6 +144,14 @@ def weight_chunks(
         yield np.bincount(flat, minlength=size * n).reshape(size, n).astype(np.float64)
 
 
+def _sums(resampling: Resampling, weights: Iterable[np.ndarray]) -> Sums:
+    """The named sums of every resample (resamples x sums), chunk by chunk."""
+    columns = resampling.columns()
+    parts = [w @ columns for w in weights]
+    matrix = np.concatenate(parts) if parts else np.zeros((0, columns.shape[1]))
+    return Sums(matrix, resampling.names)
+
+
 def _percentiles(values: np.ndarray, level: float) -> list[float] | None:
     finite = values[~np.isnan(values)]
     if not finite.size:
@@ -148,14 +161,6 @@ def _percentiles(values: np.ndarray, level: float) -> list[float] | None:
     return [round(float(low), 6), round(float(high), 6)]
 
 
-def _collect(resampling: Resampling, resamples: int, seed: int) -> dict[str, np.ndarray]:
-    parts: dict[str, list[np.ndarray]] = {}
-    for weights in weight_chunks(resampling.strata, resamples=resamples, seed=seed):
-        for name, values in resampling.resampled(weights).items():
-            parts.setdefault(name, []).append(values)
-    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
-
-
 def bootstrap_intervals(
     resampling: Resampling, *, seed: int = DEFAULT_SEED, resamples: int = RESAMPLES, level: float = LEVEL
 ) -> dict[str, list[float] | None]:
@@ -163,7 +168,9 @@ def bootstrap_intervals(
     point = resampling.point()
     if not resampling.items:
         return dict.fromkeys(point)
-    draws = _collect(resampling, resamples, seed)
+    draws = resampling.headline(
+        _sums(resampling, weight_chunks(resampling.strata, resamples=resamples, seed=seed))
+    )
     return {name: None if point[name] is None else _percentiles(draws[name], level) for name in point}
 
 
@@ -195,18 +202,15 @@ def paired_bootstrap(
     if a.items != b.items:
         raise ValueError("paired resamplings must list the same items in the same order")
     pa, pb = a.point(), b.point()
-    parts: dict[str, list[np.ndarray]] = {}
-    for weights in weight_chunks(a.strata, resamples=resamples, seed=seed):
-        ra, rb = a.resampled(weights), b.resampled(weights)
-        for name in pa:
-            parts.setdefault(name, []).append(rb[name] - ra[name])
+    chunks = list(weight_chunks(a.strata, resamples=resamples, seed=seed))
+    ra, rb = a.headline(_sums(a, chunks)), b.headline(_sums(b, chunks))
     out = {}
     for name in pa:
         va, vb = pa[name], pb.get(name)
         if va is None or vb is None:
             out[name] = Difference(va, vb, None, None, None)
             continue
-        diffs = np.concatenate(parts[name])
+        diffs = rb[name] - ra[name]
         diffs = diffs[~np.isnan(diffs)]
         observed = vb - va
         extreme = np.abs(diffs - observed) >= abs(observed) - 1e-12

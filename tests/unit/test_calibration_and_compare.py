@@ -130,8 +130,9 @@ def test_compare_matches_a_hand_computation(two_runs: tuple[Path, Path, Path]) -
     rng = np.random.default_rng(12345)
     means = [d[rng.integers(0, 45, 45)].mean() for _ in range(4000)]
     low, high = np.percentile(means, [2.5, 97.5])
-    assert row["interval"][0] == pytest.approx(low, abs=0.02)
-    assert row["interval"][1] == pytest.approx(high, abs=0.02)
+    # the differences move in steps of 1/45: the two streams may land one step apart
+    assert row["interval"][0] == pytest.approx(low, abs=1.5 / 45)
+    assert row["interval"][1] == pytest.approx(high, abs=1.5 / 45)
     # B is right wherever A is and on 7 more of the 45 (odd multiples of 3): far from chance
     assert b_acc - a_acc == pytest.approx(7 / 45)
     assert row["p_value"] < 0.01

@@ -21,7 +21,7 @@ def compare(
     run_b: Annotated[Path, typer.Argument(help="The run compared with it (B).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap resampling.")] = 0,
-    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
 ) -> None:
     """Paired difference B - A per headline number on the items both runs judged (paired bootstrap)."""
     from rich.console import Console
