@@ -217,6 +217,7 @@ class Judgment:
     latency_s: float = 0.0
     parse_error: str | None = None
     neutralised: bool = False
+    p_a: float | None = None  # P(A) at the verdict position, when the backend gives log-probabilities
 
     @property
     def key(self) -> tuple[str, int, str, int]:

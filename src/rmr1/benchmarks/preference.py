@@ -17,8 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rmr1.benchmarks._io import Record, files_under, read_file
-from rmr1.benchmarks._scoring import PairOutcome, accuracy_by_subset, by_item
+from rmr1.benchmarks._scoring import PairOutcome, accuracy_by_subset, by_item, item_value
+from rmr1.stats import Resampling, Sums
 from rmr1.types import Message, PreferencePair
 
 HUB = None  # a user's file; a hub id given as the path is loaded from its "train" split (or "id:split")
@@ -82,8 +85,20 @@ def to_pairs(record: Record) -> list[PreferencePair]:
 
 def score(outcomes: list[PairOutcome], unparsed_score: float) -> dict[str, Any]:
     items = by_item(outcomes)
-    values = [sum(p.value(unparsed_score) for p in pairs) / len(pairs) for pairs in items.values()]
+    values = [item_value(pairs, unparsed_score) for pairs in items.values()]
     return {
         "accuracy": sum(values) / len(values) if values else None,
         "subsets": accuracy_by_subset(outcomes, unparsed_score),
     }
+
+
+def _headline(sums: Sums) -> dict[str, np.ndarray]:
+    return {"accuracy": sums.ratio("v", "n")}
+
+
+def resampling(outcomes: list[PairOutcome], unparsed_score: float) -> Resampling:
+    """Items resampled as one pool: the accuracy is the mean of item values."""
+    out = Resampling(_headline)
+    for item_id, pairs in by_item(outcomes).items():
+        out.add(item_id, {"v": item_value(pairs, unparsed_score), "n": 1.0})
+    return out

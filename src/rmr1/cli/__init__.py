@@ -53,6 +53,7 @@ _COMMANDS = [
     "rmr1.cli.rescore",
     "rmr1.cli.report",
     "rmr1.cli.merge",
+    "rmr1.cli.compare",
     "rmr1.cli.serve",
     "rmr1.cli.demo",
     "rmr1.cli.distill",

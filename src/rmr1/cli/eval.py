@@ -22,6 +22,8 @@ def _number(value: Any) -> str:
         return "—"
     if isinstance(value, float):
         return f"{value:.4f}"
+    if isinstance(value, list):  # an interval [low, high]
+        return "[" + ", ".join(_number(v) for v in value) + "]"
     return str(value)
 
 

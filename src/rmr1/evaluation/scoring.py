@@ -42,7 +42,11 @@ def score_stream(settings: RunSettings, judgments: Iterable[Judgment]) -> dict[s
     """Official numbers + diagnostics from one pass over ``judgments``."""
     diagnostics = Diagnostics(both_orders=settings.protocol == "both", samples=settings.samples)
     stream = diagnostics.tap(judgments)
-    scores = dict(score_judgments(settings.benchmark, stream, unparsed_score=settings.unparsed_score))
+    scores = dict(
+        score_judgments(
+            settings.benchmark, stream, unparsed_score=settings.unparsed_score, intervals_seed=settings.seed
+        )
+    )
     for _ in stream:  # a scorer that stopped early must not shorten the diagnostics
         pass
     scores["diagnostics"] = diagnostics.result()
