@@ -2,18 +2,18 @@
 apart from the judge: a TRL or veRL trainer on one machine, the judge on another (or in another process).
 
 One call sends every group in one request; the server judges them together (one backend call per tournament
-round). Connection failures and 5xx answers are retried (``rmr1.retry``: exponential backoff with jitter, a
-``Retry-After`` honoured); a 4xx answer is the caller's fault and raises ``InputError`` with the server's
-reason at once.
+round). Connection failures and 5xx answers are retried with a short backoff; a 4xx answer is the caller's
+fault and raises ``InputError`` with the server's reason at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from rmr1.errors import BackendError, InputError
-from rmr1.retry import RetriesExhausted, Retry, RetryPolicy, aretry, parse_retry_after, retry
 from rmr1.rewards import Group, GroupScore
 
 
@@ -44,17 +44,15 @@ class RemoteScorer:
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout = timeout
         self.retries = retries
-        self.policy = RetryPolicy(max_retries=retries, backoff=0.5, max_backoff=10.0)
         self.requests = 0
 
     def _body(self, groups: Sequence[Group], method: str) -> dict[str, Any]:
         return {"groups": [_group_json(g) for g in groups], "method": method}
 
-    def _parse(self, response: Any, groups: Sequence[Group]) -> list[GroupScore]:
-        """Scores on success; ``Retry`` for a 5xx (the server's Retry-After honoured); raises for a 4xx."""
+    def _parse(self, response: Any, groups: Sequence[Group]) -> list[GroupScore] | None:
+        """Scores on success, None for a retryable failure; raises for a 4xx."""
         if response.status_code >= 500:
-            wait = parse_retry_after(response.headers.get("retry-after"))
-            raise Retry(f"server error {response.status_code}", wait)
+            return None
         if response.status_code >= 400:
             raise InputError(f"judge server answered {response.status_code}: {_reason(response)}")
         results = response.json()["results"]
@@ -67,44 +65,38 @@ class RemoteScorer:
 
         if not groups:
             return []
+        last = "no attempt"
         with httpx.Client(timeout=self.timeout, headers=self.headers) as client:
-
-            def attempt() -> list[GroupScore]:
-                self.requests += 1
+            for attempt in range(self.retries + 1):
                 try:
-                    response = client.post(self.url, json=self._body(groups, method))
+                    self.requests += 1
+                    parsed = self._parse(client.post(self.url, json=self._body(groups, method)), groups)
+                    if parsed is not None:
+                        return parsed
+                    last = "server error"
                 except httpx.TransportError as exc:
-                    raise Retry(f"{type(exc).__name__}: {exc}") from None
-                return self._parse(response, groups)
-
-            try:
-                return retry(attempt, self.policy)
-            except RetriesExhausted as exc:
-                raise BackendError(
-                    f"judge server at {self.url} failed after {exc.attempts} tries ({exc.why})"
-                ) from None
+                    last = f"{type(exc).__name__}: {exc}"
+                time.sleep(0.5 * (attempt + 1))
+        raise BackendError(f"judge server at {self.url} failed after {self.retries + 1} tries ({last})")
 
     async def ascore(self, groups: Sequence[Group], method: str) -> list[GroupScore]:
         import httpx
 
         if not groups:
             return []
+        last = "no attempt"
         async with httpx.AsyncClient(timeout=self.timeout, headers=self.headers) as client:
-
-            async def attempt() -> list[GroupScore]:
-                self.requests += 1
+            for attempt in range(self.retries + 1):
                 try:
-                    response = await client.post(self.url, json=self._body(groups, method))
+                    self.requests += 1
+                    parsed = self._parse(await client.post(self.url, json=self._body(groups, method)), groups)
+                    if parsed is not None:
+                        return parsed
+                    last = "server error"
                 except httpx.TransportError as exc:
-                    raise Retry(f"{type(exc).__name__}: {exc}") from None
-                return self._parse(response, groups)
-
-            try:
-                return await aretry(attempt, self.policy)
-            except RetriesExhausted as exc:
-                raise BackendError(
-                    f"judge server at {self.url} failed after {exc.attempts} tries ({exc.why})"
-                ) from None
+                    last = f"{type(exc).__name__}: {exc}"
+                await asyncio.sleep(0.5 * (attempt + 1))
+        raise BackendError(f"judge server at {self.url} failed after {self.retries + 1} tries ({last})")
 
 
 __all__ = ["RemoteScorer"]
