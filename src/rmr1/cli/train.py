@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -33,6 +34,8 @@ def _show(recipe: Any, args: dict[str, Any], notes: list[str]) -> None:
 
 
 def _report(result: Any) -> None:
+    if os.environ.get("RANK", "0") != "0":
+        return  # under a multi-process launch every rank returns; only the main one reports
     typer.echo(f"trained {result.steps} steps in {result.seconds:.1f}s; model saved to {result.output_dir}")
     typer.echo(f"curves: {Path(result.output_dir) / 'curves.csv'}")
 

@@ -57,10 +57,11 @@ def common_args(recipe: SFTRecipe | GRPORecipe) -> dict[str, Any]:
     }
     if recipe.gradient_checkpointing:
         args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
-    if recipe.precision == "bf16" and not _has_gpu():
-        args["use_cpu"] = (
-            True  # bf16 autocast on a CPU; TrainingArguments refuses bf16 without a GPU otherwise
-        )
+    if not _has_gpu():
+        # bf16 autocast on a CPU needs it (TrainingArguments refuses bf16 without a GPU otherwise), and under
+        # torchrun-style launches (`accelerate launch --multi_gpu` on a CPU box) it makes accelerate run the
+        # ranks as MULTI_CPU over gloo instead of looking for GPUs.
+        args["use_cpu"] = True
     return args
 
 
@@ -171,9 +172,9 @@ def save_final(trainer: Any, recipe: SFTRecipe | GRPORecipe, tokenizer: Any) -> 
         trainer.save_model(str(out))
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(out))
-        (out / "recipe.json").write_text(
-            json.dumps(dataclasses.asdict(recipe), indent=2) + "\n", encoding="utf-8"
-        )
+        # The processes that trained it, so a multi-process run can be told from one that fell back to one.
+        info = {**dataclasses.asdict(recipe), "num_processes": trainer.accelerator.num_processes}
+        (out / "recipe.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return out
 
 
