@@ -12,7 +12,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from rmr1.errors import ConfigError, require
-from rmr1.models import resolve_model
+from rmr1.models import check_causal_lm, resolve_model
 from rmr1.train.config import GRPORecipe, LoraSettings, SFTRecipe
 
 CURVES_JSONL, CURVES_CSV = "curves.jsonl", "curves.csv"
@@ -30,6 +30,44 @@ def precision_args(precision: str) -> dict[str, Any]:
 
 def model_dtype(precision: str) -> str:
     return {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
+
+
+_FLASH = ("flash_attention_2", "flash_attention_3")
+
+
+def attention_for_machine(requested: str | None) -> tuple[str | None, str | None]:
+    """(attn_implementation to use, a note when it differs): flash attention needs flash_attn and CUDA.
+
+    The paper presets ask for flash_attention_2; on a machine without it transformers would stop the run at
+    model load, while sdpa computes the same attention, only with more memory.
+    """
+    if requested not in _FLASH:
+        return requested, None
+    import importlib.util
+
+    missing = [
+        why
+        for why, absent in (
+            ("the flash_attn package is not installed", importlib.util.find_spec("flash_attn") is None),
+            ("no CUDA device", not _has_gpu()),
+        )
+        if absent
+    ]
+    if not missing:
+        return requested, None
+    return "sdpa", f"attn_implementation {requested} -> sdpa: {' and '.join(missing)}"
+
+
+def fit_attention(config: Any, notes: list[str]) -> None:
+    """Swap flash attention for sdpa in a built TRL config when this machine cannot run it, with a note.
+
+    Done at run time, not in the config builders, so a config built for the paper's cluster keeps its values.
+    """
+    init = dict(getattr(config, "model_init_kwargs", None) or {})
+    attn, note = attention_for_machine(init.get("attn_implementation"))
+    if note:
+        config.model_init_kwargs = {**init, "attn_implementation": attn}
+        notes.append(note)
 
 
 def common_args(recipe: SFTRecipe | GRPORecipe) -> dict[str, Any]:
@@ -109,7 +147,8 @@ def load_tokenizer(model: str, template_file: str | None = None, *, for_sft: boo
     from rmr1.train.chat_template import training_chat_template
 
     path = resolve_model(model or None)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    check_causal_lm(path)  # a wrong checkpoint fails here in one line, not deep inside TRL
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     if for_sft or template_file:
         tokenizer.chat_template = training_chat_template(tokenizer, template_file)
     if tokenizer.pad_token is None:
@@ -183,7 +222,9 @@ __all__ = [
     "CURVES_JSONL",
     "CurveLogger",
     "apply_extra",
+    "attention_for_machine",
     "common_args",
+    "fit_attention",
     "load_tokenizer",
     "lora_config",
     "model_dtype",
