@@ -14,7 +14,8 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
   -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF \
   -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_CPU_ALL_VARIANTS=OFF -DGGML_BACKEND_DL=OFF \
   -DLLAVA_BUILD=OFF
-LLAMA_CACHE ?= .cache/llama-cpp
+# Outside the checkout, so a fresh clone on the same machine (CI) reuses the build.
+LLAMA_CACHE ?= $(or $(RMR1_HOME),$(HOME)/.cache/rmr1)/llama-cpp
 LLAMA_KEY := $(shell printf '%s|%s|%s|%s' '$(LLAMA_CPP_VERSION)' '$(LLAMA_CMAKE_ARGS)' "$$(uname -m)" \
   "$$($(PYTHON) -c 'import sys; print(sys.version)')" | sha256sum | cut -c1-16)
 LLAMA_WHEELS := $(LLAMA_CACHE)/$(LLAMA_KEY)
