@@ -216,6 +216,9 @@ class Judgment:
     latency_s: float = 0.0
     parse_error: str | None = None
     neutralised: bool = False
+    score_a: float | None = None  # pointwise mode: the 1-10 rating of the response shown as A
+    score_b: float | None = None  # pointwise mode: the rating of the response shown as B
+    completion_b: str | None = None  # pointwise mode: B's rating trace (``completion`` holds A's)
 
     @property
     def key(self) -> tuple[str, int, str, int]:

@@ -1,12 +1,15 @@
 """Benchmarks: load one into preference pairs, and score judgments of those pairs the official way.
 
-Each benchmark is a module imported on first use (``rewardbench``, ``rm_bench``, ``rmb``, ``judgebench``,
-``preference``) with four names:
+Each benchmark is a module imported on first use (``rewardbench``, ``rewardbench2``, ``rm_bench``, ``rmb``,
+``judgebench``, ``preference``) with four names:
 
 - ``HUB``: ``(hub id, split)`` used when no path is given; None when there is no official hub copy;
 - ``read(path)``: the records of a local file or folder in the benchmark's own published layout;
 - ``to_pairs(record)``: one record -> the pairs of one item (``Skip`` for a record that cannot be judged);
 - ``score(outcomes, unparsed_score)``: per-pair outcomes -> the official numbers (CONTRACTS.md keys).
+
+A module that needs more than pair outcomes (RewardBench 2's Ties reads pointwise ratings) also defines
+``score_judgments(judgments, unparsed_score)``, which is then used instead.
 
 Scoring rules, record quirks and the skip-versus-error decisions: docs/design/benchmarks.md.
 """
@@ -26,9 +29,10 @@ from rmr1.benchmarks._scoring import pair_outcomes
 from rmr1.errors import ConfigError, InputError
 from rmr1.types import Judgment, PreferencePair
 
-BENCHMARKS = ("rewardbench", "rm-bench", "rmb", "judgebench", "preference")
+BENCHMARKS = ("rewardbench", "rewardbench2", "rm-bench", "rmb", "judgebench", "preference")
 _MODULES = {
     "rewardbench": "rewardbench",
+    "rewardbench2": "rewardbench2",
     "rm-bench": "rm_bench",
     "rmb": "rmb",
     "judgebench": "judgebench",
@@ -113,6 +117,9 @@ def score_judgments(
     if not 0.0 <= unparsed_score <= 1.0:
         raise ConfigError(f"unparsed_score must be within [0, 1], got {unparsed_score}")
     module = _module(name)
+    if hasattr(module, "score_judgments"):
+        own: dict[str, Any] = module.score_judgments(judgments, unparsed_score)
+        return own
     result: dict[str, Any] = module.score(pair_outcomes(judgments), unparsed_score)
     return result
 
