@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from rmr1.errors import ConfigError, InputError
-from rmr1.prompts import BUILTIN, POINTWISE_TEMPLATES, get_template, load_template_file, neutralise, render_pair
+from rmr1.prompts import (
+    BUILTIN,
+    POINTWISE_TEMPLATES,
+    get_template,
+    load_template_file,
+    neutralise,
+    render_pair,
+)
 from rmr1.prompts.layout import response_end, response_start
 from rmr1.types import CandidateSet, Judgment, Message, PreferencePair, as_messages
 
