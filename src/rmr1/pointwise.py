@@ -183,7 +183,8 @@ def rate(judge: Judge, requests: dict[str, tuple[GenerationRequest, bool]]) -> d
             raise RuntimeError(f"backend returned {len(completions)} completions for {len(chunk)} requests")
         for (key, (_, neutralised)), completion in zip(chunk, completions, strict=True):
             out[key] = to_rating(completion, neutralised)
-            memo.put(key, out[key])
+            if completion.finish_reason != "error":  # a failed call is asked again next time
+                memo.put(key, out[key])
     return out
 
 

@@ -76,6 +76,28 @@ def test_unrated_response_leaves_the_pair_undecided() -> None:
     assert j.parse_error == f"unrated ({side}: no_score)"
 
 
+def test_failed_calls_are_not_memoised() -> None:
+    from rmr1.types import Completion
+
+    class Flaky(MockBackend):
+        def generate(self, requests):  # type: ignore[no-untyped-def]
+            self.calls += len(requests)
+            fail = self.calls <= 2
+            return [
+                Completion("", "error", error="boom") if fail else Completion("<score>5</score>")
+                for _ in requests
+            ]
+
+    backend = Flaky()
+    judge = pointwise_judge(backend)
+    pair = PreferencePair("1", CTX, "good", "bad")
+    [first] = judge.judge([pair])
+    assert first.finish_reason == "error" and first.verdict is None
+    assert first.parse_error == "unrated (A: boom, B: boom)"
+    [second] = judge.judge([pair])
+    assert backend.calls == 4 and second.parse_error == "tie"
+
+
 def test_voting_samples_are_rated_separately() -> None:
     backend = rater({"good": 7, "bad": 3})
     judge = pointwise_judge(backend, samples=3)
@@ -190,3 +212,16 @@ def test_rating_rewards() -> None:
     assert score.unparsed == (0, 0, 0, 1, 0)
     with pytest.raises(ConfigError, match="pointwise judge"):
         score_groups(Judge(MockBackend("always-a")), [Group(CTX, ("x", "y"))], "rating")
+
+
+def test_pointwise_eval_on_the_hf_backend(tiny_model: Path, tmp_path: Path) -> None:
+    # the real local backend path (chat template, stop strings, batching) with a tiny random model
+    data = rb2_file(tmp_path / "rb2.jsonl")
+    opts = JudgeOptions(model=str(tiny_model), mode="pointwise", max_new_tokens=4, dtype="float32")
+    result = evaluate("rewardbench2", tmp_path / "run", judge=opts, data=str(data), limit=2, report=False)
+    assert result.judged == 6  # two best-of-4 items: 3 pairs each
+    lines = [json.loads(x) for x in (tmp_path / "run" / "judgments.jsonl").read_text().splitlines()]
+    assert all(x["completion_b"] is not None and x["finish_reason"] in ("stop", "length") for x in lines)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["template"] == "pointwise"
+    assert set(result.scores) >= {"Factuality", "Math", "Ties", "Average", "diagnostics"}
