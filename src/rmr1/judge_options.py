@@ -23,7 +23,7 @@ class JudgeOptions:
     backend: str = "hf"
     template: str | None = None
     template_file: str | None = None
-    protocol: str = "single"
+    protocol: str | None = None  # None: unset, so eval can pick the benchmark's own protocol
     samples: int = 1
     seed: int = 0
     max_new_tokens: int = 1024
@@ -36,6 +36,7 @@ class JudgeOptions:
     timeout: float = 600.0
     dtype: str = "auto"
     record_latency: bool = True
+    cache: str | None = None
     mode: str = "pairwise"
 
     def __post_init__(self) -> None:
@@ -45,7 +46,7 @@ class JudgeOptions:
 
     def judge_config(self) -> JudgeConfig:
         return JudgeConfig(
-            protocol=self.protocol,
+            protocol=self.protocol or "single",
             samples=self.samples,
             seed=self.seed,
             max_new_tokens=self.max_new_tokens,
@@ -85,7 +86,18 @@ class JudgeOptions:
     def build_judge(self) -> Judge:
         template = self.template_obj()  # validate before loading a model
         config = self.judge_config()
-        return Judge(self.make_backend(), template, config)
+        backend = self.make_backend()
+        if self.cache:
+            from rmr1.cache import CachedBackend
+            from rmr1.evaluation.settings import template_sha
+
+            backend = CachedBackend(
+                backend,
+                self.cache,
+                model_id=f"{self.backend}:{self.model_name()}",
+                namespace=template_sha(template.system, template.user),
+            )
+        return Judge(backend, template, config)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -99,7 +111,8 @@ HELP = {
     "backend": f"Inference backend: {', '.join(BACKENDS)}.",
     "template": "Built-in judge template: cor, reasoning, cor-notype, plain.",
     "template_file": "A YAML template file with 'user' (and optional 'system') texts.",
-    "protocol": "single: one seeded order per pair; both: judge AB and BA.",
+    "protocol": "single: one seeded order per pair; both: judge AB and BA "
+    "(default: single; both for eval judgebench, its official protocol).",
     "samples": "Samples per order (more than one means majority voting).",
     "seed": "Seed for the pair orders and sampling.",
     "max_new_tokens": "Generation budget per judge call.",
@@ -112,6 +125,8 @@ HELP = {
     "timeout": "openai backend: seconds per request before it is retried.",
     "dtype": "hf backend: auto, float32, bfloat16 or float16.",
     "record_latency": "Record each call's latency_s (turn off for byte-identical reruns).",
+    "cache": "SQLite judgment cache: a request answered before (same model, template, prompt and "
+    "sampling) costs no model call.",
     "mode": "pairwise: compare two responses; pointwise: rate each response 1-10 alone (template "
     "pointwise or pointwise-reasoning) and decide pairs by the ratings.",
 }

@@ -216,3 +216,85 @@ def test_a_sigkilled_hf_eval_resumes_with_identical_completions(tmp_path: Path, 
     by_key = {(r["item_id"], r["pair"], r["order"]): r["completion"] for r in records(killed)}
     whole = {(r["item_id"], r["pair"], r["order"]): r["completion"] for r in records(tmp_path / "whole")}
     assert by_key == whole  # greedy decoding: the resumed calls wrote exactly what an unbroken run writes
+
+
+SLOW_ARGS = ("--backend", "mock", "--model", "slow-mixed", "--protocol", "both", "--batch-size", "2")
+
+
+def test_two_evals_racing_on_one_folder_one_is_refused_nothing_duplicated(tmp_path: Path) -> None:
+    # 200 calls of 0.04 s: the first run outlasts the second one's start-up.
+    data, out = write_pairs(tmp_path / "pairs.jsonl", n=100), tmp_path / "run"
+    args = ["eval", "preference", "--data", str(data), *SLOW_ARGS, "--no-report", "--out", str(out)]
+    head = [sys.executable, "-c", SLOW_CLI]
+    first = subprocess.Popen([*head, *args], env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / "judgments.jsonl").is_file() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the first holds the folder once it writes judgments
+    second = subprocess.run([*head, *args], env=env(), capture_output=True, text=True, timeout=120)
+    assert first.poll() is None, "the first run ended before the second started"
+    assert first.wait(timeout=300) == 0
+    assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+    assert f"pid {first.pid}" in second.stderr and str(out) in second.stderr
+    got = keys(out)
+    assert len(got) == len(set(got)) == 200
+    again = subprocess.run([*head, *args], env=env(), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and keys(out) == got  # free after the first ended; nothing to redo
+
+
+def judge_file(tmp_path: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    return rmr1("judge", "--pairs", str(data), *SLOW_ARGS, "--out", str(out), *extra, slow_rule=True)
+
+
+def test_judge_out_run_twice_neither_duplicates_nor_loses(tmp_path: Path) -> None:
+    out = tmp_path / "judged.jsonl"
+    assert judge_file(tmp_path, out).returncode == 0
+    once = out.read_bytes()
+    again = judge_file(tmp_path, out)
+    assert again.returncode == 0 and "(24 already there)" in " ".join(again.stderr.split())
+    assert out.read_bytes() == once  # nothing appended twice, nothing lost
+    other = judge_file(tmp_path, out, "--seed", "5")
+    assert other.returncode == 2 and other.stderr.count("\n") == 1 and "other settings" in other.stderr
+    assert out.read_bytes() == once
+
+
+def test_a_sigkilled_judge_out_leaves_whole_lines_and_resumes(tmp_path: Path) -> None:
+    data, out, whole = (
+        write_pairs(tmp_path / "pairs.jsonl"),
+        tmp_path / "killed.jsonl",
+        tmp_path / "whole.jsonl",
+    )
+    args = [sys.executable, "-c", SLOW_CLI, "judge", "--pairs", str(data), *SLOW_ARGS, "--no-record-latency"]
+    proc = subprocess.Popen(
+        [*args, "--out", str(out)], env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    kill_when(proc, out, 5)
+    lines = out.read_text().splitlines()
+    assert 5 <= len(lines) < 24 and all(json.loads(line) for line in lines)  # whole lines only
+    assert subprocess.run([*args, "--out", str(out)], env=env(), capture_output=True).returncode == 0
+    assert subprocess.run([*args, "--out", str(whole)], env=env(), capture_output=True).returncode == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    want = [json.loads(line) for line in whole.read_text().splitlines()]
+    key = lambda r: (r["item_id"], r["pair"], r["order"], r["sample"])  # noqa: E731
+    assert len(got) == len({key(r) for r in got}) == 24
+    assert sorted(got, key=key) == sorted(want, key=key)
+
+
+def test_judgebench_single_order_only_when_asked_with_a_warning(tmp_path: Path) -> None:
+    row = {
+        "pair_id": "p",
+        "source": "s",
+        "question": "q",
+        "response_A": "a",
+        "response_B": "b",
+        "label": "A>B",
+    }
+    data = tmp_path / "jb.jsonl"
+    data.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    base = ["eval", "judgebench", "--data", str(data), "--backend", "mock", "--no-report"]
+    default = rmr1(*base, "--out", str(tmp_path / "both"))
+    assert default.returncode == 0 and "warning" not in default.stderr
+    assert len(records(tmp_path / "both")) == 2
+    single = rmr1(*base, "--protocol", "single", "--out", str(tmp_path / "single"))
+    assert single.returncode == 0 and len(records(tmp_path / "single")) == 1
+    assert "warning: judgebench judged in one order only" in single.stderr

@@ -193,11 +193,12 @@ def test_scores_by_hand_with_ratings() -> None:
     assert scores["subsets"]["Ties"] == pytest.approx(ties)
 
 
-def test_undecided_pairs_count_half_when_asked() -> None:
+def test_no_fractional_credit_for_an_undecided_pair() -> None:
+    # best-of-4 is all or nothing: an undecided pair loses the item even when undecided pairs count half
     scores = score_judgments("rewardbench2", NON_TIES, unparsed_score=0.5)
-    assert scores["Precise IF"] == pytest.approx(1 * 0.5 * 1)
+    assert scores["Precise IF"] == 0.0
     assert scores["Ties"] is None and scores["ties"] is None
-    assert scores["Average"] == pytest.approx((0.5 + 1.0 + 0.5 + 2 / 3) / 4)
+    assert scores["Average"] == pytest.approx((0.5 + 1.0 + 0.0 + 2 / 3) / 4)
 
 
 def ties_pairwise(item: str, outcomes: dict[tuple[int, int], bool | None]) -> list[Judgment]:
@@ -239,3 +240,20 @@ def test_ties_edge_cases() -> None:
     assert parts["preferred"] == 0.0 and parts["preferred_hard"] == 0.0
     assert parts["margin"] == 0.0  # NaN -> 0 for prompt 1, failed prompt 2 -> 0
     assert scores["Ties"] == pytest.approx(0.30 * 0.5)
+
+
+def test_resampling_reproduces_the_scores_and_gives_intervals() -> None:
+    from rmr1.benchmarks import judgment_resampling
+
+    judgments = NON_TIES + TIES_RATED
+    scores = score_judgments("rewardbench2", judgments, intervals_seed=0)
+    items = judgment_resampling("rewardbench2", judgments, 0.0)
+    assert items is not None
+    point = items.point()
+    for name in ("Factuality", "Math", "Precise IF", "Safety", "Ties", "Average"):
+        assert point[name] == pytest.approx(scores[name])
+    assert point["Focus"] is None and scores["intervals"]["Focus"] is None
+    # ref:1/tied:1 and ref:2/tied:2 are one unit each, tied:3 a third
+    assert sorted(i for i in items.items if i.startswith("ties:")) == ["ties:1", "ties:2", "ties:3"]
+    low, high = scores["intervals"]["Ties"]
+    assert low <= scores["Ties"] <= high and low < high

@@ -14,48 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import email.utils
 import json
 import os
-import random
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
 from rmr1.errors import ConfigError
+from rmr1.retry import RetriesExhausted, Retry, RetryPolicy, aretry, parse_retry_after
 from rmr1.types import Completion, GenerationRequest
 
 _SNIPPET = 200  # characters of a server's error body kept in the one-line error
 _CLOSING_TAG = re.compile(r"</([A-Za-z][\w-]*)>")
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently a failed request is tried again."""
-
-    max_retries: int = 4  # retries after the first attempt
-    backoff: float = 0.5  # seconds before the first retry; doubles each time
-    max_backoff: float = 30.0  # cap on any single wait, a server's Retry-After included
-
-    def delay(self, retry: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before retry number ``retry`` (0-based)."""
-        if retry_after is not None:
-            return min(self.max_backoff, max(0.0, retry_after))
-        ceiling = min(self.max_backoff, self.backoff * (2**retry))
-        # Jitter spreads the retries of many requests that failed together (a burst of 429s) over time.
-        return ceiling * (0.5 + 0.5 * random.random())
-
-
-class _Retry(Exception):
-    """An attempt failed in a way another attempt may mend."""
-
-    def __init__(self, why: str, retry_after: float | None = None) -> None:
-        super().__init__(why)
-        self.retry_after = retry_after
+_Retry = Retry  # an attempt failed in a way another attempt may mend (rmr1.retry)
 
 
 class _Final(Exception):
@@ -65,21 +42,6 @@ class _Final(Exception):
 def _one_line(text: str) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= _SNIPPET else flat[:_SNIPPET] + "..."
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: a number (fractions accepted) or an HTTP date; None when absent or odd."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _restore_stop(text: str, choice: Mapping[str, Any], stops: Sequence[str]) -> str:
@@ -177,6 +139,7 @@ class OpenAIBackend:
         self.retry = RetryPolicy(max_retries=max_retries, backoff=backoff, max_backoff=max_backoff)
         self.extra_body = dict(extra_body or {})
         self._served: str | None = None
+        self._listed: list[str] | None = None  # ids from GET /models, once asked (see served_model)
 
     # --- sync face ------------------------------------------------------------------------------------------
 
@@ -192,6 +155,25 @@ class OpenAIBackend:
         # the batch runs in a fresh loop on a worker thread while this thread waits.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(lambda: asyncio.run(self.agenerate(requests))).result()
+
+    def served_model(self) -> str | None:
+        """The model id the server says it serves (GET {base_url}/models, asked once), for run.json: the
+        named model when the server lists it, else the server's first (a one-model server such as llama.cpp
+        answers under any name); None when the server does not say."""
+        if self._listed is None:
+            self._listed = []
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            try:
+                data = httpx.get(f"{self.base_url}/models", headers=headers, timeout=min(self.timeout, 30.0))
+                listed = data.json().get("data") or []
+                self._listed = [
+                    m["id"] for m in listed if isinstance(m, dict) and isinstance(m.get("id"), str)
+                ]
+            except Exception:  # a server without /models still answers chat requests
+                pass
+        if self.model and self.model in self._listed:
+            return self.model
+        return self._listed[0] if self._listed else None
 
     # --- async core -----------------------------------------------------------------------------------------
 
@@ -245,22 +227,18 @@ class OpenAIBackend:
     ) -> Completion:
         body = self.payload(model, request)
         started = time.perf_counter()
-        attempts = self.retry.max_retries + 1
-        why = ""
-        for attempt in range(attempts):
-            try:
-                async with gate:  # held per attempt, so a request waiting out its backoff frees its slot
-                    result = await self._attempt(client, body, request.sampling.stop)
-                return replace(result, latency_s=time.perf_counter() - started)
-            except _Final as exc:
-                return self._failed(str(exc), started)
-            except _Retry as exc:
-                why = str(exc)
-                if attempt + 1 < attempts:
-                    await asyncio.sleep(self.retry.delay(attempt, exc.retry_after))
-            except Exception as exc:  # a surprise in one response must not lose the other requests
-                return self._failed(f"unexpected {type(exc).__name__}: {exc}", started)
-        return self._failed(f"gave up after {attempts} attempts: {why}", started)
+
+        async def attempt() -> Completion:
+            async with gate:  # held per attempt, so a request waiting out its backoff frees its slot
+                return await self._attempt(client, body, request.sampling.stop)
+
+        try:
+            result = await aretry(attempt, self.retry)
+        except (_Final, RetriesExhausted) as exc:
+            return self._failed(str(exc), started)
+        except Exception as exc:  # a surprise in one response must not lose the other requests
+            return self._failed(f"unexpected {type(exc).__name__}: {exc}", started)
+        return replace(result, latency_s=time.perf_counter() - started)
 
     async def _attempt(
         self, client: httpx.AsyncClient, body: dict[str, Any], stops: Sequence[str]

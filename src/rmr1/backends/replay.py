@@ -6,11 +6,11 @@ never recorded comes back as an error completion, so a partial recording shows u
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from rmr1.errors import InputError
+from rmr1.jsonl import read_jsonl
 from rmr1.types import Completion, GenerationRequest
 
 
@@ -31,27 +31,17 @@ class ReplayBackend:
         if not file.is_file():
             raise InputError("replay needs a judgments.jsonl file (pass it as --model)", source=str(file))
         self.records: dict[str, Completion] = {}
-        with file.open(encoding="utf-8") as handle:
-            for number, raw in enumerate(handle, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    record = json.loads(raw)
-                except json.JSONDecodeError:
-                    if raw.endswith("\n"):
-                        raise InputError("not valid JSON", source=str(file), line=number) from None
-                    continue  # a torn last line from an interrupted run
-                if not isinstance(record, dict) or not isinstance(record.get("completion"), str):
-                    raise InputError(
-                        "missing or not a string", source=str(file), line=number, field="completion"
-                    )
-                self.records[_record_key(record, str(file), number)] = Completion(
-                    text=record["completion"],
-                    finish_reason=str(record.get("finish_reason", "stop")),
-                    prompt_tokens=int(record.get("prompt_tokens", 0)),
-                    completion_tokens=int(record.get("completion_tokens", 0)),
-                    latency_s=float(record.get("latency_s", 0.0)),
-                )
+        # read_jsonl skips a torn last line (an interrupted run) and names the line of bad JSON or UTF-8.
+        for number, record in read_jsonl(file, tolerate_torn_tail=True):
+            if not isinstance(record.get("completion"), str):
+                raise InputError("missing or not a string", source=str(file), line=number, field="completion")
+            self.records[_record_key(record, str(file), number)] = Completion(
+                text=record["completion"],
+                finish_reason=str(record.get("finish_reason", "stop")),
+                prompt_tokens=int(record.get("prompt_tokens", 0)),
+                completion_tokens=int(record.get("completion_tokens", 0)),
+                latency_s=float(record.get("latency_s", 0.0)),
+            )
         self.source = str(file)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:

@@ -11,8 +11,9 @@ Pairs
   response once whatever the number of pairs; a pairwise judge pays n(n-1)/2 comparisons.
 
 Scoring (the benchmark's own rules, PAPER.md section 4)
-- Best-of-4 subsets: an item counts only if the chosen beats every rejected (the product of its pair values),
-  a subset's score is the mean over its items.
+- Best-of-4 subsets: an item is 1 only if the chosen beats every rejected outright (every judged order of
+  every pair decided for it; no fractional credit, as for RMB's best-of-n), else 0; a subset's score is the
+  mean over its items. A tie of two ratings is not a win.
 - Ties: from per-response scores. With a pointwise judge those are the ratings (``score_a``/``score_b`` of
   the judgments, averaged over samples); without ratings, each response's round-robin win count (a draw or an
   undecided comparison is half a win). ``ties.scores_from`` says which. Per prompt: accurate = worst correct
@@ -23,6 +24,10 @@ Scoring (the benchmark's own rules, PAPER.md section 4)
   preferred_hard + 0.01 margin. A prompt with an unrated response counts as failed: not accurate, not
   preferred, margin 0. With no prompt present in both forms the three paired terms are 0.
 - ``Average``: the mean of the six subset scores that have data.
+
+Intervals: items are resampled within their subset; a Ties prompt number N is one unit (``ref:N`` and
+``tied:N`` drawn together, since the paired terms join them), so every part of the Ties score is a mean of
+per-unit sums.
 """
 
 from __future__ import annotations
@@ -34,9 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rmr1.benchmarks._io import Record, files_under, read_file
-from rmr1.benchmarks._scoring import PairOutcome, by_item, mean, pair_outcomes
+from rmr1.benchmarks._scoring import PairOutcome, by_item, mean, pair_outcomes, won_outright
 from rmr1.errors import InputError
+from rmr1.stats import Resampling, Sums, bootstrap_intervals, nanmean
 from rmr1.types import Judgment, PreferencePair
 
 HUB = ("allenai/reward-bench-2", "test")
@@ -182,34 +190,57 @@ def _ratio_margin(gap: float, diff: float) -> float:
     return math.tanh(gap / diff - 1.0)
 
 
-def ties_parts(per_item: Mapping[str, Scores]) -> dict[str, float]:
-    """The five parts of the Ties score from each ref:N / tied:N prompt's per-response scores."""
-    stats: dict[str, dict[str, PromptStats]] = {"ref": {}, "tied": {}}
+def best_of_n_value(pairs: list[PairOutcome]) -> float:
+    return 1.0 if all(won_outright(p) for p in pairs) else 0.0
+
+
+def _paired_terms(ref: PromptStats, tied: PromptStats) -> tuple[float, float, float]:
+    """(preferred, preferred_hard, margin) of one prompt present as both ref and tied."""
+    if tied.gap is None or tied.diff is None or ref.gap is None:  # an unrated prompt fails every paired term
+        return 0.0, 0.0, 0.0
+    low = min(ref.gap, tied.gap)
+    return float(tied.gap > tied.diff), float(low > tied.diff), _ratio_margin(low, tied.diff)
+
+
+def ties_units(per_item: Mapping[str, Scores]) -> dict[str, dict[str, float]]:
+    """Per prompt number N, the sums it adds to each part of the Ties score (``*_n`` count the prompts)."""
+    stats: dict[str, dict[str, PromptStats]] = defaultdict(dict)
     for item_id, scores in per_item.items():
         kind, _, number = item_id.partition(":")
-        if kind not in stats:
+        if kind not in ("ref", "tied"):
             raise InputError(f"a Ties id must be ref:N or tied:N, got {item_id!r}", field="item_id")
-        stats[kind][number] = prompt_stats(scores)
-    ref, tied = stats["ref"], stats["tied"]
-    preferred: list[float] = []
-    hard: list[float] = []
-    margins: list[float] = []
-    for number in sorted(set(ref) & set(tied)):
-        gap_t, diff_t, gap_r = tied[number].gap, tied[number].diff, ref[number].gap
-        if gap_t is None or diff_t is None or gap_r is None:  # an unrated prompt fails every paired term
-            terms = (0.0, 0.0, 0.0)
-        else:
-            low = min(gap_r, gap_t)
-            terms = (float(gap_t > diff_t), float(low > diff_t), _ratio_margin(low, diff_t))
-        for column, value in zip((preferred, hard, margins), terms, strict=True):
-            column.append(value)
-    return {
-        "accuracy_tied": mean(float(s.accurate) for s in tied.values()) or 0.0,
-        "accuracy_ref": mean(float(s.accurate) for s in ref.values()) or 0.0,
-        "preferred": mean(preferred) or 0.0,
-        "preferred_hard": mean(hard) or 0.0,
-        "margin": mean(margins) or 0.0,
-    }
+        stats[number][kind] = prompt_stats(scores)
+    units: dict[str, dict[str, float]] = {}
+    for number, kinds in sorted(stats.items()):
+        unit: dict[str, float] = {}
+        for kind, st in kinds.items():
+            unit[f"accuracy_{kind}"], unit[f"{kind}_n"] = float(st.accurate), 1.0
+        if len(kinds) == 2:
+            terms = _paired_terms(kinds["ref"], kinds["tied"])
+            unit.update(zip(("preferred", "preferred_hard", "margin"), terms, strict=True))
+            unit["paired_n"] = 1.0
+        units[number] = unit
+    return units
+
+
+_PART_COUNTS = {
+    "accuracy_tied": "tied_n",
+    "accuracy_ref": "ref_n",
+    "preferred": "paired_n",
+    "preferred_hard": "paired_n",
+    "margin": "paired_n",
+}
+
+
+def ties_parts(per_item: Mapping[str, Scores]) -> dict[str, float]:
+    """The five parts of the Ties score from each ref:N / tied:N prompt's per-response scores; a part with no
+    prompt to average over is 0, as in the benchmark's code for empty accuracies."""
+    units = list(ties_units(per_item).values())
+    parts = {}
+    for part, count in _PART_COUNTS.items():
+        n = sum(u.get(count, 0.0) for u in units)
+        parts[part] = sum(u.get(part, 0.0) for u in units) / n if n else 0.0
+    return parts
 
 
 def ties_score(parts: Mapping[str, float]) -> float:
@@ -245,7 +276,7 @@ def score(
             else:
                 ties_items[item_id], unrated = win_counts(pairs), unrated + 1
             continue
-        values[subset].append(math.prod(p.value(unparsed_score) for p in pairs))
+        values[subset].append(best_of_n_value(pairs))
     subsets = {name: sum(v) / len(v) for name, v in sorted(values.items())}
     result: dict[str, Any] = {name: subsets.get(name) for name in SUBSETS if name != TIES}
     ties: dict[str, Any] | None = None
@@ -262,8 +293,59 @@ def score(
     return result
 
 
-def score_judgments(judgments: Iterable[Judgment], unparsed_score: float) -> dict[str, Any]:
+def _ties_scores(pairs_by_item: dict[str, list[PairOutcome]], ratings: Mapping[str, Scores] | None) -> dict:
+    return {
+        item_id: ratings[item_id] if ratings is not None and item_id in ratings else win_counts(pairs)
+        for item_id, pairs in pairs_by_item.items()
+        if is_ties(pairs[0].subset)
+    }
+
+
+def _headline(sums: Sums) -> dict[str, np.ndarray]:
+    result = {name: sums.ratio(f"v:{name}", f"n:{name}") for name in SUBSETS if name != TIES}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        parts = {
+            p: np.nan_to_num(sums.ratio(f"ties:{p}", f"ties:{n}"), nan=0.0) for p, n in _PART_COUNTS.items()
+        }
+    present = (sums["ties:ref_n"] + sums["ties:tied_n"]) > 0
+    result[TIES] = np.where(present, sum(WEIGHTS[p] * parts[p] for p in WEIGHTS), np.nan)
+    result["Average"] = nanmean([result[name] for name in SUBSETS], sums.rows)
+    return result
+
+
+def resampling(
+    outcomes: list[PairOutcome], unparsed_score: float, ratings: Mapping[str, Scores] | None = None
+) -> Resampling:
+    """Best-of-4 items resampled within their subset, Ties prompt numbers within Ties."""
+    del unparsed_score  # no fractional credit: an undecided pair is a loss whatever the unparsed score
+    out = Resampling(_headline)
+    pairs_by_item = by_item(outcomes)
+    for item_id, pairs in pairs_by_item.items():
+        subset = pairs[0].subset
+        if not is_ties(subset):
+            out.add(item_id, {f"v:{subset}": best_of_n_value(pairs), f"n:{subset}": 1.0}, subset)
+    for number, unit in ties_units(_ties_scores(pairs_by_item, ratings)).items():
+        out.add(f"ties:{number}", {f"ties:{k}": v for k, v in unit.items()}, TIES)
+    return out
+
+
+def score_judgments(
+    judgments: Iterable[Judgment], unparsed_score: float, intervals_seed: int | None = None
+) -> dict[str, Any]:
     """One pass over the judgments: pair outcomes for every subset and the ratings of Ties responses."""
     tap = _RatingTap()
     outcomes = pair_outcomes(tap.tap(judgments))
-    return score(outcomes, unparsed_score, tap.ratings() or None)
+    ratings = tap.ratings() or None
+    result = score(outcomes, unparsed_score, ratings)
+    if intervals_seed is not None:
+        result["intervals"] = bootstrap_intervals(
+            resampling(outcomes, unparsed_score, ratings), seed=intervals_seed
+        )
+    return result
+
+
+def judgment_resampling(judgments: Iterable[Judgment], unparsed_score: float) -> Resampling:
+    """``resampling`` straight from judgments, Ties ratings included (what ``rmr1 compare`` needs)."""
+    tap = _RatingTap()
+    outcomes = pair_outcomes(tap.tap(judgments))
+    return resampling(outcomes, unparsed_score, tap.ratings() or None)

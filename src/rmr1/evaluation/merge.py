@@ -48,18 +48,8 @@ def _check_shards(runs: list[RunDir], settings: list[RunSettings]) -> list[Shard
     return shards
 
 
-def merge_runs(sources: Sequence[str | Path], out: str | Path, *, report: bool = True) -> dict[str, Any]:
-    """Merge finished shard runs into ``out``; returns the merged scores."""
-    if not sources:
-        raise ConfigError("give the shard run directories to merge")
-    runs = [RunDir(s) for s in sources]
-    settings = [r.read_settings() for r in runs]
-    checked = [s for s in settings if s is not None]
-    shards = _check_shards(runs, checked)
-    target = RunDir(out)
-    if target.run_json.exists() or target.judgments.exists():
-        raise ConfigError(f"{target.path} already holds a run; merge into a new directory")
-    target.path.mkdir(parents=True, exist_ok=True)
+def _join_logs(runs: list[RunDir], shards: list[Shard], target: RunDir) -> None:
+    """Write the shards' judgments into ``target``'s log (via a temporary, renamed when whole)."""
     tmp = target.path / f".{target.judgments.name}.merging"
     tmp.unlink(missing_ok=True)
     seen: set[Key] = set()
@@ -86,21 +76,37 @@ def merge_runs(sources: Sequence[str | Path], out: str | Path, *, report: bool =
                     batch = []
             writer.write(batch)
     os.replace(tmp, target.judgments)
-    infos = [r.read_info() or {} for r in runs]
-    target.write_info(
-        dataclasses.replace(checked[0], shard=None),
-        status="complete",
-        merged_from=[str(r.path) for r in runs],
-        source=infos[0].get("source"),
-        items=infos[0].get("items"),
-        pairs=sum(int(i.get("pairs") or 0) for i in infos),
-        planned_judgments=sum(int(i.get("planned_judgments") or 0) for i in infos),
-    )
-    scores = score_run(target.path, check_duplicates=False)
-    if report:
-        from rmr1.report import write_report
 
-        write_report(target.path)
+
+def merge_runs(sources: Sequence[str | Path], out: str | Path, *, report: bool = True) -> dict[str, Any]:
+    """Merge finished shard runs into ``out``; returns the merged scores."""
+    if not sources:
+        raise ConfigError("give the shard run directories to merge")
+    runs = [RunDir(s) for s in sources]
+    settings = [r.read_settings() for r in runs]
+    checked = [s for s in settings if s is not None]
+    shards = _check_shards(runs, checked)
+    target = RunDir(out)
+    target.path.mkdir(parents=True, exist_ok=True)
+    with target.lock():  # checked under the lock, so two merges into one folder cannot both pass
+        if target.run_json.exists() or target.judgments.exists():
+            raise ConfigError(f"{target.path} already holds a run; merge into a new directory")
+        _join_logs(runs, shards, target)
+        infos = [r.read_info() or {} for r in runs]
+        target.write_info(
+            dataclasses.replace(checked[0], shard=None),
+            status="complete",
+            merged_from=[str(r.path) for r in runs],
+            source=infos[0].get("source"),
+            items=infos[0].get("items"),
+            pairs=sum(int(i.get("pairs") or 0) for i in infos),
+            planned_judgments=sum(int(i.get("planned_judgments") or 0) for i in infos),
+        )
+        scores = score_run(target.path, check_duplicates=False)
+        if report:
+            from rmr1.report import write_report
+
+            write_report(target.path)
     return scores
 
 

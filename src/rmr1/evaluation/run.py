@@ -9,6 +9,7 @@ the run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -17,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from rmr1.benchmarks import Benchmark, load_benchmark
+from rmr1.cache import cached_judge
 from rmr1.errors import ConfigError
 from rmr1.evaluation.rundir import Key, RunDir, judgment_record
-from rmr1.evaluation.scoring import score_stream, write_scores
+from rmr1.evaluation.scoring import score_stream, with_bookkeeping, write_scores
 from rmr1.evaluation.settings import RunSettings, Shard, check_resumable, template_sha
 from rmr1.jsonl import JsonlAppender
 from rmr1.judge import Call, Judge
@@ -69,7 +71,7 @@ class EvalResult:
 
 def labels_for(judge: Judge) -> JudgeLabels:
     """Names for a Judge built in code: backends say what they serve through ``model_name`` or ``source``."""
-    backend = judge.backend
+    backend = getattr(judge.backend, "inner", judge.backend)  # look through a cache wrapper
     model = getattr(backend, "model_name", None) or getattr(backend, "source", None) or type(backend).__name__
     kind = type(backend).__module__.rsplit(".", 1)[-1]
     return JudgeLabels(str(model), kind, judge.template.name)
@@ -97,7 +99,14 @@ def _settings(config: EvalConfig, judge: Judge, labels: JudgeLabels) -> RunSetti
         limit=config.limit,
         unparsed_score=config.unparsed_score,
         rmr1_version=__version__,
+        served_model=served_model_of(judge.backend),
     )
+
+
+def served_model_of(backend: Any) -> str | None:
+    """The model id a server says it serves (openai backend: GET /models), or None for local backends."""
+    served = getattr(backend, "served_model", None)
+    return served() if callable(served) else None
 
 
 def _keys(judge: Judge, pair: PreferencePair) -> Iterator[Key]:
@@ -168,12 +177,32 @@ def run_eval(
 ) -> EvalResult:
     """Judge ``bench`` into ``config.out`` (resuming what is there), score it and write the report.
 
-    The scorer pulls judgments from the run loop itself, so scoring needs no second read of the log.
+    The run directory is locked for the whole run, so a second process on the same ``--out`` is refused.
     """
+    run = RunDir(config.out)
+    run.path.mkdir(parents=True, exist_ok=True)
+    with run.lock():
+        result = _run_locked(config, judge, bench, run, labels or labels_for(judge), progress)
+        if config.report:
+            from rmr1.report import write_report
+
+            write_report(run.path)
+    return result
+
+
+def _run_locked(
+    config: EvalConfig,
+    judge: Judge,
+    bench: Benchmark,
+    run: RunDir,
+    labels: JudgeLabels,
+    progress: ProgressFactory | None,
+) -> EvalResult:
+    """The run under its lock. The scorer pulls judgments from the run loop itself, so scoring needs no
+    second read of the log."""
     # No copy of the pair list for an unsharded run: memory must not grow with the run.
     pairs = [p for p in bench.pairs if config.shard.contains(p.item_id)] if config.shard else bench.pairs
-    run = RunDir(config.out)
-    settings = _settings(config, judge, labels or labels_for(judge))
+    settings = _settings(config, judge, labels)
     old = run.read_settings(required=False)
     if old is not None:
         check_resumable(old, settings, str(run.run_json))
@@ -181,6 +210,7 @@ def run_eval(
         raise ConfigError(f"{run.judgments} exists without run.json; use another --out")
     done = run.prepare_resume(retry_errors=config.retry_errors)
     remaining = _count_remaining(judge, pairs, done, str(run.judgments))
+    before = run.read_info() or {}
     run.write_info(
         settings,
         status="running",
@@ -195,22 +225,31 @@ def run_eval(
             stream = _judged(run, judge, _calls(judge, pairs, done), writer, advance, tally)
             scores = score_stream(settings, stream)
     except BaseException:
-        run.update_info(status="interrupted")
+        run.update_info(status="interrupted", **_cache_counts(before, judge))
         raise
-    write_scores(run, scores)
-    run.update_info(status="complete")
-    if config.report:
-        from rmr1.report import write_report
-
-        write_report(run.path)
+    run.update_info(status="complete", **_cache_counts(before, judge))
+    write_scores(run, with_bookkeeping(scores, run.read_info() or {}))
     return EvalResult(run.path, scores, tally.judged, len(done))
+
+
+def _cache_counts(before: dict[str, Any], judge: Judge) -> dict[str, int]:
+    """run.json's cache counters: the earlier invocations' plus this one's (nothing without a cache)."""
+    from rmr1.cache import cache_stats
+
+    stats = cache_stats(judge.backend)
+    if stats is None:
+        return {}
+    return {
+        "cache_hits": int(before.get("cache_hits") or 0) + stats.hits,
+        "cache_misses": int(before.get("cache_misses") or 0) + stats.misses,
+    }
 
 
 def _split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     from rmr1.judge_options import JudgeOptions
 
     own = {f.name for f in fields(EvalConfig)} - {"benchmark", "out"}
-    judge_names = {f.name for f in fields(JudgeOptions)}
+    judge_names = {f.name for f in fields(JudgeOptions)}  # ``cache`` among them
     unknown = sorted(set(settings) - own - judge_names)
     if unknown:
         raise TypeError(f"evaluate() got an unexpected keyword argument {unknown[0]!r}")
@@ -218,6 +257,13 @@ def _split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
         {k: v for k, v in settings.items() if k in own},
         {k: v for k, v in settings.items() if k not in own},
     )
+
+
+def default_protocol(benchmark: str, protocol: str | None) -> str:
+    """The protocol when none was asked for: JudgeBench's official one judges both orders; others one."""
+    if protocol is not None:
+        return protocol
+    return "both" if benchmark == "judgebench" else "single"
 
 
 def evaluate(
@@ -234,10 +280,12 @@ def evaluate(
     a ``JudgeOptions``, or None to build one from judge settings given here (``model``, ``backend``,
     ``template``, ``protocol``, ``samples``, ``seed``, ``max_new_tokens``, ``parse_mode``, ...). Other
     settings are ``EvalConfig`` fields: ``data``, ``limit``, ``shard`` ("I/N" or Shard), ``unparsed_score``,
-    ``report``, ``retry_errors``.
+    ``report``, ``retry_errors``. ``cache``: an SQLite judgment cache (see rmr1.cache), also with a ``Judge``.
+    JudgeBench is judged in both orders (its official protocol) unless ``protocol`` says otherwise.
     """
     from rmr1.judge_options import JudgeOptions
 
+    cache = settings.pop("cache", None)
     own, judge_settings = _split_settings(settings)
     if judge is not None and judge_settings:
         raise TypeError(f"pass judge settings ({', '.join(judge_settings)}) or a judge, not both")
@@ -254,9 +302,16 @@ def evaluate(
         if judge is None
         else None
     )
+    if opts is not None:
+        opts = dataclasses.replace(
+            opts, protocol=default_protocol(name, opts.protocol), cache=cache or opts.cache
+        )
     labels = JudgeLabels(opts.model_name(), opts.backend, opts.template_name()) if opts else None
     if opts is not None:
         opts.template_obj()  # a bad template fails before the model loads
+    elif cache:
+        labels = labels_for(judge)
+        judge = cached_judge(judge, cache, model_id=f"{labels.backend}:{labels.model}")
     bench = (
         benchmark
         if isinstance(benchmark, Benchmark)
@@ -272,4 +327,14 @@ def evaluate(
             close_backend(built.backend)
 
 
-__all__ = ["EvalConfig", "EvalResult", "JudgeLabels", "ProgressFactory", "evaluate", "labels_for", "run_eval"]
+__all__ = [
+    "EvalConfig",
+    "EvalResult",
+    "JudgeLabels",
+    "ProgressFactory",
+    "default_protocol",
+    "evaluate",
+    "labels_for",
+    "run_eval",
+    "served_model_of",
+]

@@ -1,31 +1,41 @@
 """The run directory on disk: run.json, judgments.jsonl, scores.json, report.html.
 
-Files other than judgments.jsonl are replaced atomically (written beside, then renamed), so a kill never
-leaves a half-written run.json or scores.json. judgments.jsonl is only ever appended to in whole lines,
-except when a resume drops failed calls (``finish_reason == "error"``), which rewrites it atomically too.
+Files other than judgments.jsonl are replaced atomically (written to a uniquely named file beside, fsynced,
+then renamed), so a kill never leaves a half-written run.json or scores.json. judgments.jsonl is only ever
+appended to in whole lines, except when a resume drops failed calls (``finish_reason == "error"``), which
+rewrites it atomically too.
+
+A process that writes a run holds ``RunDir.lock()`` (an exclusive ``flock`` on ``.lock``): a second eval, a
+rescore or a merge into the same folder is refused instead of interleaving its lines. The kernel drops the
+lock when its holder dies, so a killed run never leaves a stale lock behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from rmr1.errors import InputError
+from rmr1.errors import ConfigError, InputError
 from rmr1.evaluation.settings import RunSettings
 from rmr1.jsonl import cut_torn_tail, read_jsonl
+from rmr1.textio import read_text
 from rmr1.types import Judgment
 
 Key = tuple[str, int, str, int]
-RUN_FILE, JUDGMENTS_FILE, SCORES_FILE, REPORT_FILE = (
+RUN_FILE, JUDGMENTS_FILE, SCORES_FILE, REPORT_FILE, LOCK_FILE = (
     "run.json",
     "judgments.jsonl",
     "scores.json",
     "report.html",
+    ".lock",
 )
 _FIELDS = tuple(f.name for f in fields(Judgment))
 
@@ -39,10 +49,81 @@ def judgment_record(judgment: Judgment) -> dict[str, Any]:
     return {name: getattr(judgment, name) for name in _FIELDS}
 
 
+def replace_atomic(path: Path, fill: Callable[[Any], None]) -> None:
+    """Replace ``path`` by what ``fill(handle)`` writes: a unique temporary file in the same folder (two
+    writers never share one), fsynced, renamed over ``path``, and the folder fsynced so the rename survives a
+    crash. A failure leaves the old file and no temporary."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            fill(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # some file systems cannot open or sync a folder
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    replace_atomic(path, lambda handle: handle.write(text))
+
+
+@contextlib.contextmanager
+def hold_lock(lock_file: Path, what: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file`` (created, holding our pid) while writing ``what``.
+
+    A second holder, in this process or another, is refused with one line naming ``what`` and the holder's
+    pid. The kernel releases the lock when the descriptor closes or its process dies, so it never goes stale.
+    The holder removes the file before it lets go, so a finished command leaves nothing behind; a process that
+    opened the file just before it was removed notices (the path no longer names its inode) and starts over.
+    """
+    fd = _acquire(lock_file, what)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock_file.unlink()
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def _acquire(lock_file: Path, what: Path) -> int:
+    while True:
+        try:
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(
+                f"{what}: cannot create the lock file {lock_file.name} ({exc.strerror})"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise ConfigError(
+                f"{what} is in use by another rmr1 process (pid {holder}); "
+                "wait for it to finish or use another --out"
+            ) from None
+        try:
+            current = os.stat(lock_file).st_ino
+        except FileNotFoundError:
+            current = -1
+        if current == os.fstat(fd).st_ino:
+            return fd
+        os.close(fd)  # the file was removed by the holder we raced with: take the new one
 
 
 class RunDir:
@@ -55,13 +136,17 @@ class RunDir:
         self.scores = self.path / SCORES_FILE
         self.report = self.path / REPORT_FILE
 
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the run directory (which must exist) for writing; see ``hold_lock``."""
+        return hold_lock(self.path / LOCK_FILE, self.path)
+
     # -- run.json -----------------------------------------------------------------------------------------
     def read_info(self) -> dict[str, Any] | None:
         """run.json as a dict, or None when there is none yet."""
         if not self.run_json.is_file():
             return None
         try:
-            data = json.loads(self.run_json.read_text(encoding="utf-8"))
+            data = json.loads(read_text(self.run_json))
         except json.JSONDecodeError as exc:
             raise InputError(
                 f"not valid JSON ({exc.msg})", source=str(self.run_json), line=exc.lineno
@@ -103,8 +188,10 @@ class RunDir:
         for line, record in read_jsonl(self.judgments, tolerate_torn_tail=True):
             try:
                 yield line, Judgment.from_dict(record)
-            except (InputError, TypeError) as exc:
-                raise InputError(str(exc).split(": ", 1)[-1], source=source, line=line) from None
+            except InputError as exc:
+                raise exc.located(source, line) from None
+            except TypeError as exc:  # a field the dataclass does not take as given
+                raise InputError(str(exc), source=source, line=line) from None
 
     def iter_judgments(self) -> Iterator[Judgment]:
         for _, judgment in self.iter_numbered():
@@ -144,21 +231,25 @@ class RunDir:
         return keys
 
     def _drop_errors(self) -> None:
-        tmp = self.judgments.with_name(f".{JUDGMENTS_FILE}.tmp")
-        with self.judgments.open(encoding="utf-8") as src, tmp.open("w", encoding="utf-8") as dst:
-            for raw in src:
-                if raw.strip() and json.loads(raw).get("finish_reason") != "error":
-                    dst.write(raw)
-        os.replace(tmp, self.judgments)
+        def keep(dst: Any) -> None:
+            with self.judgments.open(encoding="utf-8") as src:
+                for raw in src:
+                    if raw.strip() and json.loads(raw).get("finish_reason") != "error":
+                        dst.write(raw)
+
+        replace_atomic(self.judgments, keep)
 
 
 __all__ = [
     "JUDGMENTS_FILE",
+    "LOCK_FILE",
     "REPORT_FILE",
     "RUN_FILE",
     "SCORES_FILE",
     "Key",
     "RunDir",
+    "hold_lock",
     "judgment_record",
+    "replace_atomic",
     "write_atomic",
 ]

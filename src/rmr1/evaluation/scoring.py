@@ -45,7 +45,11 @@ def score_stream(settings: RunSettings, judgments: Iterable[Judgment]) -> dict[s
     """Official numbers + diagnostics from one pass over ``judgments``."""
     diagnostics = Diagnostics(both_orders=settings.protocol == "both", samples=settings.samples)
     stream = diagnostics.tap(judgments)
-    scores = dict(score_judgments(settings.benchmark, stream, unparsed_score=settings.unparsed_score))
+    scores = dict(
+        score_judgments(
+            settings.benchmark, stream, unparsed_score=settings.unparsed_score, intervals_seed=settings.seed
+        )
+    )
     for _ in stream:  # a scorer that stopped early must not shorten the diagnostics
         pass
     scores["diagnostics"] = diagnostics.result()
@@ -74,8 +78,19 @@ def score_run(
     judgments: Iterable[Judgment] = run.iter_checked() if check_duplicates else run.iter_judgments()
     if reparse_mode:
         judgments = _reparsed(judgments, settings.parse_mode)
-    scores = score_stream(settings, judgments)
+    scores = with_bookkeeping(score_stream(settings, judgments), run.read_info() or {})
     write_scores(run, scores)
+    return scores
+
+
+BOOKKEEPING = ("cache_hits", "cache_misses")  # counted by the run loop, kept in run.json
+
+
+def with_bookkeeping(scores: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """Add run.json's counters (judgment-cache hits and misses) to the diagnostics, so a rescore keeps them."""
+    extra = {k: info[k] for k in BOOKKEEPING if info.get(k) is not None}
+    if extra:
+        scores["diagnostics"] = {**scores.get("diagnostics", {}), **extra}
     return scores
 
 
@@ -84,8 +99,12 @@ def write_scores(run: RunDir, scores: dict[str, Any]) -> None:
 
 
 def rescore(run_dir: str | Path, *, unparsed_score: float | None = None) -> dict[str, Any]:
-    """``rmr1 rescore``: scores.json again from the logged completions alone, no model."""
-    return score_run(run_dir, reparse_mode=True, check_duplicates=True, unparsed_score=unparsed_score)
+    """``rmr1 rescore``: scores.json again from the logged completions alone, no model (refused while an
+    eval is writing the run)."""
+    run = RunDir(run_dir)
+    run.read_settings()  # not a run directory: say so before taking its lock
+    with run.lock():
+        return score_run(run_dir, reparse_mode=True, check_duplicates=True, unparsed_score=unparsed_score)
 
 
-__all__ = ["reparse", "rescore", "score_run", "score_stream", "write_scores"]
+__all__ = ["reparse", "rescore", "score_run", "score_stream", "with_bookkeeping", "write_scores"]

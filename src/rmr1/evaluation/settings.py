@@ -8,7 +8,7 @@ bookkeeping (backend, batch size, the unparsed score, a larger limit) may change
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 from rmr1.errors import ConfigError, InputError
@@ -86,17 +86,20 @@ class RunSettings:
     limit: int | None
     unparsed_score: float
     rmr1_version: str
+    # The model id the server reported serving (openai backend), None for local backends; older run.json
+    # files lack it. Compared on resume apart from RESULT_KEYS, see check_resumable.
+    served_model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> RunSettings:
-        names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in data]
+        required = [f.name for f in fields(cls) if f.default is MISSING]
+        missing = [n for n in required if n not in data]
         if missing:
             raise InputError("missing in run.json", source=source, field=missing[0])
-        return cls(**{n: data[n] for n in names})
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
     def differences(self, other: RunSettings) -> list[str]:
         """Result-changing settings that differ, as ``name: old -> new``."""
@@ -111,6 +114,10 @@ def _items(limit: int | None) -> float:
 def check_resumable(old: RunSettings, new: RunSettings, source: str) -> None:
     """Refuse to resume a run under settings that would change its results."""
     diffs = old.differences(new)
+    # The served model is compared only when both invocations could ask (a server that does not say, or a
+    # run from before it was recorded, is not refused), so one run never mixes two judges behind one name.
+    if old.served_model and new.served_model and old.served_model != new.served_model:
+        diffs.append(f"served model: {old.served_model!r} -> {new.served_model!r}")
     if diffs:
         raise ConfigError(
             f"{source} was made with other settings ({'; '.join(diffs)}); "

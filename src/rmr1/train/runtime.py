@@ -153,7 +153,9 @@ def read_curves(out_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(out_dir) / CURVES_JSONL
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from rmr1.jsonl import read_jsonl
+
+    return [row for _, row in read_jsonl(path, tolerate_torn_tail=True)]  # a run killed mid-write
 
 
 def save_final(trainer: Any, recipe: SFTRecipe | GRPORecipe, tokenizer: Any) -> Path:
