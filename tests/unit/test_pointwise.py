@@ -225,3 +225,24 @@ def test_pointwise_eval_on_the_hf_backend(tiny_model: Path, tmp_path: Path) -> N
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["template"] == "pointwise"
     assert set(result.scores) >= {"Factuality", "Math", "Ties", "Average", "diagnostics"}
+
+
+def test_compare_two_pointwise_rewardbench2_runs(tmp_path: Path) -> None:
+    from rmr1.evaluation.compare import compare_runs
+
+    data = str(rb2_file(tmp_path / "rb2.jsonl"))
+    better = {**RB2_RATINGS, "m1": 7, "t2": 9}  # Math won outright; tied:1 diff 0, gap 3
+    for name, table in (("a", RB2_RATINGS), ("b", better)):
+        evaluate(
+            "rewardbench2", tmp_path / name, judge=pointwise_judge(rater(table)), data=data, report=False
+        )
+    result = compare_runs(tmp_path / "a", tmp_path / "b", resamples=200)
+    rows = result.rows
+    assert rows["Math"].a == 0.0 and rows["Math"].b == 1.0
+    a_scores = json.loads((tmp_path / "a" / "scores.json").read_text())
+    b_scores = json.loads((tmp_path / "b" / "scores.json").read_text())
+    # the comparison reads the same ratings the runs were scored with
+    assert rows["Ties"].a == pytest.approx(a_scores["Ties"]) and rows["Ties"].b == pytest.approx(
+        b_scores["Ties"]
+    )
+    assert b_scores["ties"]["preferred"] == 1.0  # gap_tied 3 > diff 0
