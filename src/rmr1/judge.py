@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from rmr1 import pointwise
 from rmr1.backends import Backend
 from rmr1.errors import ConfigError
 from rmr1.prompts import JudgeTemplate, get_template
@@ -50,6 +51,7 @@ class JudgeConfig:
     batch_size: int = 16  # requests handed to the backend at once
     stop_at_verdict: bool = True  # end generation right after </answer>
     record_latency: bool = True  # False writes latency_s as 0 so reruns are byte-identical
+    mode: str = "pairwise"  # "pairwise", or "pointwise": rate each response alone (rmr1.pointwise)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -60,6 +62,8 @@ class JudgeConfig:
             raise ConfigError(f"unknown parse mode {self.parse_mode!r}; choose strict or paper")
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise ConfigError("max_new_tokens and batch_size must be positive")
+        if self.mode not in ("pairwise", "pointwise"):
+            raise ConfigError(f"unknown mode {self.mode!r}; choose pairwise or pointwise")
 
     @property
     def effective_temperature(self) -> float:
@@ -113,6 +117,8 @@ class Judge:
         return [seeded_order(self.config.seed, pair.item_id, pair.pair)]
 
     def plan(self, pair: PreferencePair) -> list[Call]:
+        if self.config.mode == "pointwise":
+            return pointwise.plan(self, pair)
         cfg = self.config
         calls = []
         for order in self.orders(pair):
@@ -156,6 +162,9 @@ class Judge:
 
     def run(self, calls: Iterable[Call]) -> Iterator[Judgment]:
         """Send calls to the backend ``batch_size`` at a time; yield judgments in call order per batch."""
+        if self.config.mode == "pointwise":
+            yield from pointwise.run(self, calls)
+            return
         batch: list[Call] = []
         for call in calls:
             batch.append(call)

@@ -13,6 +13,7 @@ from rmr1.backends import BACKENDS, Backend, make_backend
 from rmr1.errors import ConfigError
 from rmr1.judge import Judge, JudgeConfig
 from rmr1.models import DEFAULT_MODEL
+from rmr1.pointwise import POINTWISE_DEFAULT, check_template
 from rmr1.prompts import JudgeTemplate, get_template
 
 
@@ -36,6 +37,12 @@ class JudgeOptions:
     dtype: str = "auto"
     record_latency: bool = True
     cache: str | None = None
+    mode: str = "pairwise"
+
+    def __post_init__(self) -> None:
+        # Pointwise mode rates with the pointwise template unless the user names another.
+        if self.mode == "pointwise" and self.template is None and self.template_file is None:
+            self.template = POINTWISE_DEFAULT
 
     def judge_config(self) -> JudgeConfig:
         return JudgeConfig(
@@ -47,10 +54,13 @@ class JudgeOptions:
             parse_mode=self.parse_mode,
             batch_size=self.batch_size,
             record_latency=self.record_latency,
+            mode=self.mode,
         )
 
     def template_obj(self) -> JudgeTemplate:
-        return get_template(self.template, self.template_file)
+        template = get_template(self.template, self.template_file)
+        check_template(self.mode, template)
+        return template
 
     def template_name(self) -> str:
         return self.template_file or self.template or "cor"
@@ -117,6 +127,8 @@ HELP = {
     "record_latency": "Record each call's latency_s (turn off for byte-identical reruns).",
     "cache": "SQLite judgment cache: a request answered before (same model, template, prompt and "
     "sampling) costs no model call.",
+    "mode": "pairwise: compare two responses; pointwise: rate each response 1-10 alone (template "
+    "pointwise or pointwise-reasoning) and decide pairs by the ratings.",
 }
 
 

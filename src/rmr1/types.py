@@ -218,6 +218,9 @@ class Judgment:
     parse_error: str | None = None
     neutralised: bool = False
     p_a: float | None = None  # P(A) at the verdict position, when the backend gives log-probabilities
+    score_a: float | None = None  # pointwise mode: the 1-10 rating of the response shown as A
+    score_b: float | None = None  # pointwise mode: the rating of the response shown as B
+    completion_b: str | None = None  # pointwise mode: B's rating trace (``completion`` holds A's)
 
     @property
     def key(self) -> tuple[str, int, str, int]:

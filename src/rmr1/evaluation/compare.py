@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rmr1 import stats
-from rmr1.benchmarks import resampling
-from rmr1.benchmarks._scoring import pair_outcomes
+from rmr1.benchmarks import judgment_resampling
 from rmr1.errors import ConfigError, InputError
 from rmr1.evaluation.rundir import RunDir
 from rmr1.evaluation.settings import RunSettings
@@ -58,7 +57,7 @@ def _load(path: str | Path) -> tuple[RunSettings, stats.Resampling]:
     run = RunDir(path)
     settings = run.read_settings()
     assert settings is not None
-    items = resampling(settings.benchmark, pair_outcomes(run.iter_judgments()), settings.unparsed_score)
+    items = judgment_resampling(settings.benchmark, run.iter_judgments(), settings.unparsed_score)
     if items is None:
         raise ConfigError(f"{settings.benchmark} has no item resampling; it cannot be compared")
     return settings, items

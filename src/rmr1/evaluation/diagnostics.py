@@ -8,6 +8,8 @@
   an order has no decision are left out (they already count as parse failures); null when none qualifies.
 - ``a_rate``: parsed verdicts saying A / parsed verdicts.
 - ``mean_completion_tokens``: over calls that returned (failed calls have no tokens).
+- ``tie_rate`` (pointwise runs with ties only): pairs whose two ratings were equal / judgments. A tie has no
+  verdict but is not a parse failure, so it is counted here and not in ``parse_failure_rate``.
 - ``ece``, ``brier`` (only when probabilities or votes exist): calibration of each decision's confidence, see
   ``Confidence`` and ``rmr1.stats`` (10 equal-width bins of top-label confidence for ECE).
 
@@ -23,6 +25,7 @@ from typing import Any
 from rmr1 import stats
 from rmr1.judge import vote
 from rmr1.types import Judgment
+from rmr1.verdicts import TIE
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -79,6 +82,7 @@ class Diagnostics:
         self.count = self.unparsed = self.truncated = self.errors = 0
         self.parsed = self.said_a = 0
         self.tokens = self.returned = 0
+        self.ties = 0
         self.consistent = self.compared = 0
         self._pending: dict[tuple[str, int], list[Judgment]] = {}
         self.confidence = Confidence(votes=samples > 1)
@@ -86,7 +90,9 @@ class Diagnostics:
     def add(self, j: Judgment) -> None:
         self.count += 1
         self.confidence.add(j)
-        if j.verdict is None:
+        if j.verdict is None and j.parse_error == TIE and j.completion_b is not None:
+            self.ties += 1
+        elif j.verdict is None:
             self.unparsed += 1
         else:
             self.parsed += 1
@@ -115,6 +121,7 @@ class Diagnostics:
         for group in self._pending.values():  # pairs with missing samples: compare what is there
             self._compare(group)
         self._pending.clear()
+        ties = {"tie_rate": _share(self.ties, self.count)} if self.ties else {}
         return {
             "judgments": self.count,
             "parse_failure_rate": _share(self.unparsed, self.count),
@@ -124,6 +131,7 @@ class Diagnostics:
             "a_rate": _share(self.said_a, self.parsed),
             "mean_completion_tokens": (self.tokens / self.returned) if self.returned else None,
             **self.confidence.result(),
+            **ties,
         }
 
     def tap(self, judgments: Iterable[Judgment]) -> Iterator[Judgment]:

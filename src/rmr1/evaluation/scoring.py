@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from rmr1 import pointwise
 from rmr1.benchmarks import score_judgments
 from rmr1.evaluation.diagnostics import Diagnostics
 from rmr1.evaluation.rundir import RunDir, write_atomic
@@ -24,6 +25,8 @@ def reparse(judgment: Judgment, mode: str) -> Judgment:
     """The judgment with its verdict read again from the logged completion (failed calls stay failed)."""
     if judgment.finish_reason == "error":
         return judgment
+    if judgment.completion_b is not None:  # a pointwise decision: read both ratings again
+        return pointwise.reparse(judgment)
     verdict = parse_verdict(judgment.completion, mode)
     return dataclasses.replace(
         judgment,

@@ -7,7 +7,10 @@ asks an ``rmr1 serve`` server (``POST /v1/score``). Methods:
 
 - ``round_robin``: 2 * win rate - 1 inside the group (a draw is half a win; see ``rmr1.tournament``);
 - ``knockout``: 2 * (share of rounds got through) - 1, with n-1 comparisons instead of n(n-1)/2;
-- ``reference``: each completion against the group's reference: +1 win, -1 loss, 0 draw.
+- ``reference``: each completion against the group's reference: +1 win, -1 loss, 0 draw;
+- ``rating`` (a pointwise judge, ``--mode pointwise``): each completion's own 1-10 rating mapped onto [-1, 1]
+  (an unrated one 0, counted in ``unparsed``). A pointwise judge under the other methods decides each
+  comparison by the two ratings, rating every completion once.
 
 An unparsed verdict is a draw, so every completion gets a defined reward, and the draws and unparsed
 comparisons are counted per completion. Empty completions are not sent to the judge: they lose to any
