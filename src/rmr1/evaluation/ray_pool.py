@@ -78,11 +78,9 @@ def portable(opts: JudgeOptions) -> JudgeOptions:
     def absolute(value: str | None) -> str | None:
         return str(Path(value).resolve()) if value and Path(value).exists() else value
 
+    cache = str(Path(opts.cache).resolve()) if opts.cache else None  # created on first use: always a path
     return dataclasses.replace(
-        opts,
-        model=absolute(opts.model),
-        template_file=absolute(opts.template_file),
-        cache=absolute(opts.cache),
+        opts, model=absolute(opts.model), template_file=absolute(opts.template_file), cache=cache
     )
 
 
@@ -152,6 +150,7 @@ class _Batch:
 @dataclass
 class _Slot:
     actor: Any
+    name: str  # worker-N, numbered in start order (replacements get new numbers)
     pending: list[Any] = dataclasses.field(default_factory=list)  # object refs of its batches in flight
 
 
@@ -162,16 +161,17 @@ class RayPool:
         self.ray = _ray()
         self.config = config
         self._build = build
-        self._own_cluster = not self.ray.is_initialized()
-        if self._own_cluster:
-            self._connect()
-        self._check_resources()
         self.slots: list[_Slot] = []
         self.replaced = 0  # workers started to replace dead ones
         self.requeued = 0  # batches handed out again after their worker died
         self.sent = 0  # calls handed to workers
-        self.judged_by: Counter[str] = Counter()  # calls judged, by worker actor id
+        self.judged_by: Counter[str] = Counter()  # calls judged, by worker name (worker-0, ...)
+        self._started = 0
+        self._own_cluster = not self.ray.is_initialized()
+        if self._own_cluster:
+            self._connect()
         try:
+            self._check_resources()
             self.slots = [self._spawn() for _ in range(config.workers)]
             self.judge, self.labels = self._describe(self.slots[0])
         except BaseException:
@@ -207,7 +207,8 @@ class RayPool:
             num_cpus=self.config.cpus_per_worker, num_gpus=self.config.gpus_per_worker
         )
         actor = actor_class.remote(self._build)
-        slot = _Slot(actor)
+        slot = _Slot(actor, f"worker-{self._started}")
+        self._started += 1
         slot.pending.append(actor.start.remote())  # the replica loads while the next worker is created
         return slot
 
@@ -245,7 +246,7 @@ class RayPool:
                     if result[0] == "error":
                         raise ConfigError(f"Ray worker: {result[1]}")
                     continue
-                self.judged_by[slot.actor._actor_id.hex()] += len(result[0])
+                self.judged_by[slot.name] += len(result[0])
                 yield self._count(judge, result)
         finally:
             for ref in owner:  # queued batches are dropped; close() stops the running ones with the actors
