@@ -203,3 +203,14 @@ def test_two_hf_workers_judge_what_one_process_judges(
         timings[name] = round(time.monotonic() - started, 2)
     same_judgments(tmp_path / "two", tmp_path / "one")
     print(f"hf tiny model, {9 * ITEMS} calls: seconds {timings}")
+
+
+def test_a_replica_that_cannot_be_built_is_one_line(
+    cluster: None, rm_bench: Benchmark, tmp_path: Path
+) -> None:
+    from rmr1.errors import ConfigError
+    from rmr1.evaluation import evaluate
+
+    with pytest.raises(ConfigError, match=r"^Ray worker-0: unknown mock rule 'no-such-rule'"):
+        evaluate(rm_bench, tmp_path / "run", backend="mock", model="no-such-rule", ray=RayConfig(workers=2))
+    assert not (tmp_path / "run" / "judgments.jsonl").exists()

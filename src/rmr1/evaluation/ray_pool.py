@@ -109,15 +109,18 @@ class _Worker:
         labels = labels_for(judge)
         return "ok", (judge.template, judge.config, labels, served_model_of(judge.backend), stats is not None)
 
-    def run(self, calls: list[Call]) -> tuple[list[Judgment], int, int]:
+    def run(self, calls: list[Call]) -> tuple[str, Any]:
         """The batch's judgments in call order, plus the cache hits and misses it caused."""
         assert self._judge is not None, "start() first"
         stats = cache_stats(self._judge.backend)
         hits, misses = (stats.hits, stats.misses) if stats else (0, 0)
-        judgments = list(self._judge.run(calls))
+        try:
+            judgments = list(self._judge.run(calls))
+        except Rmr1Error as exc:  # e.g. a server that kept failing: one line for the user, as without Ray
+            return "error", str(exc)
         if stats:
             hits, misses = stats.hits - hits, stats.misses - misses
-        return judgments, hits, misses
+        return "ok", (judgments, hits, misses)
 
     def close(self) -> None:
         from rmr1.backends import close_backend
@@ -216,7 +219,7 @@ class RayPool:
         """The first worker's own template and settings, so the driver plans exactly what workers judge."""
         status, info = self.ray.get(slot.pending.pop(0))
         if status == "error":
-            raise ConfigError(f"Ray worker: {info}")
+            raise ConfigError(f"Ray {slot.name}: {info}")
         template, config, labels, served, cached = info
         return Judge(_Remote(labels, served, cached), template, config), labels  # type: ignore[arg-type]
 
@@ -242,12 +245,13 @@ class RayPool:
                 except self.ray.exceptions.RayActorError:
                     self._lost(slot, batch, owner, retry)
                     continue
+                status, payload = result
+                if status == "error":
+                    raise (ConfigError if batch is None else Rmr1Error)(f"Ray {slot.name}: {payload}")
                 if batch is None:  # a replica finished loading
-                    if result[0] == "error":
-                        raise ConfigError(f"Ray worker: {result[1]}")
                     continue
-                self.judged_by[slot.name] += len(result[0])
-                yield self._count(judge, result)
+                self.judged_by[slot.name] += len(payload[0])
+                yield self._count(judge, payload)
         finally:
             for ref in owner:  # queued batches are dropped; close() stops the running ones with the actors
                 with contextlib.suppress(Exception):
