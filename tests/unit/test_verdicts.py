@@ -219,7 +219,12 @@ STOP_CASES = [
     # a thought that never closes never stops
     ("never_closed", f"<think>{A} {B}", False, None),
     # a second thought opened after the first: its drafts do not count either
-    ("second_thought", f"<think>a</think><think>{A}</think>{B}", False, f"<think>a</think><think>{A}</think>{B}"),
+    (
+        "second_thought",
+        f"<think>a</think><think>{A}</think>{B}",
+        False,
+        f"<think>a</think><think>{A}</think>{B}",
+    ),
     # upper-case think tags are thoughts too
     ("upper_case_think", f"<THINK>{A}</THINK>{B}.", False, f"<THINK>{A}</THINK>{B}"),
 ]
