@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-WORDS = "apple river stone cloud seven window garden copper basket lantern".split()
+WORDS = ["apple", "river", "stone", "cloud", "seven", "window", "garden", "copper", "basket", "lantern"]
 
 
 def _long_text(tokens: int) -> str:
