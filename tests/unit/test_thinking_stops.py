@@ -125,3 +125,11 @@ def test_the_template_says_whether_it_expects_a_thinking_model() -> None:
     pair = PreferencePair.from_texts("Q?", "x", "y")
     [call] = Judge(object(), "reasoning").plan(pair)  # type: ignore[arg-type]
     assert call.request.sampling.thinking and call.request.sampling.stop == ("</answer>",)
+
+
+def test_a_stop_ending_in_a_newline_still_stops(backend: HFBackend) -> None:
+    # the fast table of tokens that can end a stop only covers printable characters; this one is a newline
+    script(backend, [f"<think>x</eval>\ny</think><eval>z</eval>\n{TAIL}"])
+    request = GenerationRequest((Message("user", "Q"),), SamplingParams(200, stop=("</eval>\n",)))
+    [out] = backend.generate([request])
+    assert (out.text, out.finish_reason) == ("<think>x</eval>\ny</think><eval>z</eval>\n", "stop")
