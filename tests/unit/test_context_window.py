@@ -461,3 +461,11 @@ def test_vllm_isolates_a_prompt_the_engine_refuses(tiny_model: Path, fake_vllm: 
     backend = _vllm(tiny_model, 4096, refuse_batches=True)
     out = backend.generate([_req("a"), _req("b")])  # the batch is refused; each prompt alone is answered
     assert [c.finish_reason for c in out] == ["stop", "stop"] and len(backend.llm.calls) == 2
+
+
+def test_the_report_shows_too_long_as_a_count(tmp_path: Path) -> None:
+    from rmr1.report import score_tables
+
+    data, out = _write(tmp_path / "pairs.jsonl"), tmp_path / "run"
+    result, _ = _eval(out, data)
+    assert ("too_long", "2") in score_tables(result.scores)[-1].rows
