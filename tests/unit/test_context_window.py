@@ -469,3 +469,27 @@ def test_the_report_shows_too_long_as_a_count(tmp_path: Path) -> None:
     data, out = _write(tmp_path / "pairs.jsonl"), tmp_path / "run"
     result, _ = _eval(out, data)
     assert ("too_long", "2") in score_tables(result.scores)[-1].rows
+
+
+def test_the_cache_sees_the_window_and_replays_a_prompt_opened_thought(tmp_path: Path) -> None:
+    from rmr1.cache import CachedBackend
+    from rmr1.types import Completion
+
+    class OpensThink:
+        context_length = 4096
+        calls = 0
+
+        def generate(self, requests: Any) -> list[Completion]:
+            OpensThink.calls += len(requests)
+            return [
+                Completion(f"draft {PROMPT_TOO_LONG}</think>\nfinal", think_opened=True) for _ in requests
+            ]
+
+    cached = CachedBackend(OpensThink(), tmp_path / "c.sqlite", model_id="m")  # type: ignore[arg-type]
+    assert context_length(cached) == 4096
+    [first] = cached.generate([_req("q")])
+    [hit] = cached.generate([_req("q")])
+    assert (
+        OpensThink.calls == 1 and hit.full_text == first.full_text and first.full_text.startswith("<think>\n")
+    )
+    cached.close()
