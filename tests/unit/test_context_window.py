@@ -493,3 +493,12 @@ def test_the_cache_sees_the_window_and_replays_a_prompt_opened_thought(tmp_path:
         OpensThink.calls == 1 and hit.full_text == first.full_text and first.full_text.startswith("<think>\n")
     )
     cached.close()
+
+
+def test_pointwise_judging_logs_an_over_long_rating_as_too_long() -> None:
+    backend = MockBackend(lambda req: "<score>7</score>", context_length=300)
+    judge = Judge(backend, "pointwise", JudgeConfig(mode="pointwise"))
+    pair = PreferencePair.from_texts("Q?", LONG, "short answer", item_id="p")
+    [j] = judge.judge([pair])
+    assert (j.finish_reason, j.verdict, j.correct) == ("too_long", None, None)
+    assert "window of 300 tokens" in (j.parse_error or "")
