@@ -105,6 +105,7 @@ def rating_request(
         top_p=cfg.top_p,
         seed=_seed(cfg.seed, key) if temperature > 0 else None,
         stop=STOP if cfg.stop_at_verdict else (),
+        thinking=judge.template.thinking,
     )
     return GenerationRequest(messages, sampling, key), neutralised
 

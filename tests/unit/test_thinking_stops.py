@@ -133,3 +133,13 @@ def test_a_stop_ending_in_a_newline_still_stops(backend: HFBackend) -> None:
     request = GenerationRequest((Message("user", "Q"),), SamplingParams(200, stop=("</eval>\n",)))
     [out] = backend.generate([request])
     assert (out.text, out.finish_reason) == ("<think>x</eval>\ny</think><eval>z</eval>\n", "stop")
+
+
+def test_the_pointwise_thinking_template_is_marked_too() -> None:
+    from rmr1.prompts import get_template
+
+    pair = PreferencePair.from_texts("Q?", "x", "y")
+    judge = Judge(object(), "pointwise-reasoning", JudgeConfig(mode="pointwise"))  # type: ignore[arg-type]
+    assert get_template("pointwise-reasoning").thinking
+    calls = judge.plan(pair)
+    assert calls and all(c.request.sampling.thinking for c in calls)
