@@ -94,8 +94,8 @@ def stop_tokens(tokenizer: Any | None, model: str, end_of_turn: str | None) -> t
         return (end_of_turn,)
     if tokenizer is not None:
         ids = [tokenizer.eos_token_id, tokenizer.pad_token_id]
-        tokens = [tokenizer.convert_ids_to_tokens(int(i)) for i in ids if i is not None]
-        return tuple(dict.fromkeys(t for t in tokens if t))
+        names = [str(tokenizer.convert_ids_to_tokens(int(i))) for i in ids if i is not None]
+        return tuple(dict.fromkeys(n for n in names if n))
     for family, tokens in FAMILY_STOPS:
         if family in model.lower():
             return tokens
@@ -130,7 +130,9 @@ def split_records(
         raise ConfigError(f"need at least 2 prompts for a train and a validation file, got {len(records)}")
     size = max(1, round(len(records) * fraction))
     held = set(random.Random(seed).sample(range(len(records)), size))
-    return [r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held]
+    return [r for i, r in enumerate(records) if i not in held], [
+        r for i, r in enumerate(records) if i in held
+    ]
 
 
 def write_parquet(records: list[dict[str, Any]], split: str, path: Path) -> None:
@@ -140,12 +142,10 @@ def write_parquet(records: list[dict[str, Any]], split: str, path: Path) -> None
     pq.write_table(pa.Table.from_pylist([verl_row(r, i, split) for i, r in enumerate(records)]), path)
 
 
-def launch_overrides(recipe: GRPORecipe, options: VerlOptions) -> list[str]:
-    """Hydra overrides for verl/trainer/config/ppo_trainer.yaml; ``$HERE`` is the export folder."""
-    nnodes = options.nnodes or nodes_for(recipe.model)
-    micro = recipe.per_device_batch_size
-    actor, rollout = "actor_rollout_ref.actor", "actor_rollout_ref.rollout"
-    values: list[tuple[str, Any]] = [
+def _policy_values(recipe: GRPORecipe) -> list[tuple[str, Any]]:
+    """Algorithm, data, model and actor (policy loss) keys."""
+    actor, micro = "actor_rollout_ref.actor", recipe.per_device_batch_size
+    return [
         ("algorithm.adv_estimator", "grpo"),
         ("algorithm.norm_adv_by_std_in_grpo", recipe.scale_rewards == "group"),
         ("algorithm.use_kl_in_reward", False),
@@ -177,6 +177,16 @@ def launch_overrides(recipe: GRPORecipe, options: VerlOptions) -> list[str]:
         (f"{actor}.entropy_coeff", recipe.entropy_coef),
         (f"{actor}.loss_agg_mode", "token-mean"),
         ("actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu", micro),
+    ]
+
+
+def launch_overrides(recipe: GRPORecipe, options: VerlOptions) -> list[str]:
+    """Hydra overrides for verl/trainer/config/ppo_trainer.yaml; ``$HERE`` is the export folder."""
+    nnodes = options.nnodes or nodes_for(recipe.model)
+    micro = recipe.per_device_batch_size
+    rollout = "actor_rollout_ref.rollout"
+    values = [
+        *_policy_values(recipe),
         (f"{rollout}.name", "vllm"),
         (f"{rollout}.n", recipe.num_generations),
         (f"{rollout}.temperature", recipe.temperature),
@@ -272,7 +282,9 @@ def export_verl(recipe: GRPORecipe, out: Path, options: VerlOptions | None = Non
 
         records, dropped = drop_long_prompts(records, tokenizer, recipe.max_prompt_length)
         if not records:
-            raise ConfigError(f"every prompt is longer than max_prompt_length={recipe.max_prompt_length} tokens")
+            raise ConfigError(
+                f"every prompt is longer than max_prompt_length={recipe.max_prompt_length} tokens"
+            )
         notes.append(f"dropped {dropped} prompts longer than {recipe.max_prompt_length} tokens")
     else:
         notes.append(
