@@ -40,6 +40,11 @@ _CLOSING_TAG = re.compile(r"</([A-Za-z][\w-]*)>")
 _Retry = Retry  # an attempt failed in a way another attempt may mend (rmr1.retry)
 
 
+class _Unreachable(_Retry):
+    """The server itself failed (no connection, no answer in time, a 5xx): with several replicas
+    (rmr1.backends.replicas) it sits out a while and the request goes to another."""
+
+
 class _Final(Exception):
     """An attempt failed in a way no retry will mend (a 4xx other than 429)."""
 
@@ -337,14 +342,14 @@ class OpenAIBackend:
             # trickles bytes forever is cut off too.
             response = await asyncio.wait_for(client.post("chat/completions", json=body), self.timeout)
         except (asyncio.TimeoutError, httpx.TimeoutException):
-            raise _Retry(f"no response within {self.timeout:g}s") from None
+            raise _Unreachable(f"no response within {self.timeout:g}s") from None
         except httpx.TransportError as exc:
-            raise _Retry(f"connection error: {type(exc).__name__}: {_one_line(str(exc))}") from None
+            raise _Unreachable(f"connection error: {type(exc).__name__}: {_one_line(str(exc))}") from None
         except httpx.HTTPError as exc:
             raise _Final(f"request failed: {type(exc).__name__}: {_one_line(str(exc))}") from None
         status = response.status_code
         if status == 429 or status >= 500:
-            raise _Retry(
+            raise (_Retry if status == 429 else _Unreachable)(
                 f"HTTP {status}: {_one_line(response.text)}",
                 parse_retry_after(response.headers.get("retry-after")),
             )
@@ -386,4 +391,22 @@ class OpenAIBackend:
         )
 
 
-__all__ = ["OpenAIBackend", "RetryPolicy", "parse_retry_after"]
+def split_urls(value: str | Sequence[str] | None) -> list[str]:
+    """``--base-url`` values as a list: repeated flags and comma-separated URLs alike, blanks dropped."""
+    items = [value] if isinstance(value, str) else list(value or [])
+    return [url.strip() for item in items for url in item.split(",") if url.strip()]
+
+
+def openai_backend(
+    model: str | None = None, *, base_url: str | Sequence[str] | None = None, **options: Any
+) -> Any:
+    """The registry's ``openai`` factory: one server, or a fleet of replicas when several URLs are given."""
+    urls = split_urls(base_url or os.environ.get("OPENAI_BASE_URL"))
+    if len(urls) > 1:
+        from rmr1.backends.replicas import ReplicaBackend
+
+        return ReplicaBackend(model, base_urls=urls, **options)
+    return OpenAIBackend(model, base_url=urls[0] if urls else None, **options)
+
+
+__all__ = ["OpenAIBackend", "RetryPolicy", "openai_backend", "parse_retry_after", "split_urls"]
