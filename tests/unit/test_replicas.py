@@ -46,14 +46,14 @@ def test_least_outstanding_wins_and_ties_go_round_robin() -> None:
     assert [r.outstanding for r in pool.replicas] == [1, 1, 1]
 
 
-def test_a_request_prefers_replicas_it_has_not_tried() -> None:
+def test_an_attempt_skips_replicas_it_has_tried() -> None:
     pool = ReplicaPool(["a", "b"], clock=FakeClock())
     busy = [pool.pick() for _ in range(3)]  # a, b, a: a has 2 outstanding, b 1
     assert [r.url for r in busy if r] == ["a", "b", "a"]
     chosen = pool.pick(avoid={"b"})
     assert chosen is not None and chosen.url == "a"  # b is less loaded but was tried
-    both = pool.pick(avoid={"a", "b"})
-    assert both is not None and both.url == "b"  # tried everywhere: any usable one, least loaded
+    assert pool.pick(avoid={"a", "b"}) is None
+    assert [r.outstanding for r in pool.replicas] == [3, 1]
 
 
 def test_a_failed_replica_sits_out_then_one_probe_at_a_time_with_doubling_waits() -> None:
@@ -63,7 +63,7 @@ def test_a_failed_replica_sits_out_then_one_probe_at_a_time_with_doubling_waits(
     pool.release(pool.pick(avoid={"b"}) or a, "down")
     assert a.down_until == 1.0 and a.failures == 1
     assert [pool.pick().url for _ in range(3)] == ["b", "b", "b"]  # type: ignore[union-attr]
-    assert pool.next_due() == 0.0 and pool.any_usable() and not pool.any_usable(avoid={"b"})  # b is up
+    assert pool.next_due() == 0.0 and pool.pick(avoid={"b"}) is None  # b is up, a is not
 
     clock.now = 1.0  # due for a probe: it takes one request although b is busier...
     probe = pool.pick()
@@ -72,7 +72,7 @@ def test_a_failed_replica_sits_out_then_one_probe_at_a_time_with_doubling_waits(
     pool.release(a, "down")  # the probe failed: twice as long
     assert a.down_until == 3.0
     clock.now = 2.9
-    assert pool.pick(avoid={"b"}) is b
+    assert pool.pick(avoid={"b"}) is None
     clock.now = 3.0
     pool.release(pool.pick(avoid={"b"}) or b, "down")
     assert a.down_until == 7.0  # 4 s, the cap
@@ -103,18 +103,25 @@ def test_every_replica_down_means_no_pick_until_the_first_is_due() -> None:
     pool.release(pool.pick() or pool.replicas[0], "down")  # a, down until 2
     clock.now = 0.5
     pool.release(pool.pick() or pool.replicas[1], "down")  # b, down until 2.5
-    assert pool.pick() is None and not pool.any_usable()
+    assert pool.pick() is None
     assert pool.next_due() == pytest.approx(1.5)
     clock.now = 2.0
     assert pool.pick() is pool.replicas[0]
 
 
-def test_a_busy_or_garbled_answer_leaves_the_replica_up() -> None:
-    pool = ReplicaPool(["a"], clock=FakeClock())
-    replica = pool.pick()
-    assert replica is not None
-    pool.release(replica, "other")
-    assert (replica.failures, replica.down_until, replica.served, replica.outstanding) == (0, 0.0, 0, 0)
+def test_a_busy_replica_sits_out_its_retry_after_without_a_failure() -> None:
+    clock = FakeClock()
+    pool = ReplicaPool(["a", "b"], down=DownPolicy(first=1.0, longest=5.0), clock=clock)
+    a = pool.replicas[0]
+    pool.release(pool.pick() or a, "busy", 2.5)  # 429 with Retry-After: 2.5
+    assert (a.failures, a.down_until, a.served, a.outstanding) == (0, 2.5, 0, 0)
+    assert pool.pick(avoid={"b"}) is None
+    clock.now = 2.5
+    second = pool.pick(avoid={"b"})
+    assert second is a and pool.pick(avoid={"b"}) is a  # no probation: it never failed
+    pool.release(a, "busy", None)  # no Retry-After: the first wait
+    pool.release(a, "busy", 600.0)  # an absurd Retry-After: capped
+    assert a.down_until == 7.5 and a.outstanding == 0
 
 
 def test_urls_from_repeated_flags_and_commas() -> None:
@@ -139,6 +146,7 @@ class Replica(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.answered: list[str] = []  # contents answered with a completion
         self.hits = 0  # chat requests that arrived, answered or not
+        self.paths: set[str] = set()
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
 
     @property
@@ -183,6 +191,7 @@ class Handler(BaseHTTPRequestHandler):
         srv = self.server
         with srv.lock:
             srv.hits += 1
+            srv.paths.add(self.path)
         if srv.mode == "dead":
             self.close_connection = True  # read it, answer nothing, hang up
             return
@@ -287,6 +296,12 @@ def test_replicas_serving_different_models_are_refused(replicas: list[Replica]) 
     with pytest.raises(ConfigError):
         backend.generate(requests(1))
     assert sum(srv.hits for srv in replicas) == 0  # nothing judged by the wrong model
+
+
+def test_replicas_without_a_path_prefix(replicas: list[Replica]) -> None:
+    roots = [r.url.removesuffix("/v1") for r in replicas]
+    assert all(c.finish_reason == "stop" for c in fleet(roots).generate(requests(6)))
+    assert [srv.paths for srv in replicas] == [{"/chat/completions"}] * 2
 
 
 def test_a_url_given_twice_is_refused(replicas: list[Replica]) -> None:

@@ -22,7 +22,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -38,11 +38,6 @@ _CLOSING_TAG = re.compile(r"</([A-Za-z][\w-]*)>")
 
 
 _Retry = Retry  # an attempt failed in a way another attempt may mend (rmr1.retry)
-
-
-class _Unreachable(_Retry):
-    """The server itself failed (no connection, no answer in time, a 5xx): with several replicas
-    (rmr1.backends.replicas) it sits out a while and the request goes to another."""
 
 
 class _Final(Exception):
@@ -195,6 +190,7 @@ class OpenAIBackend:
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         extra_body: Mapping[str, Any] | None = None,
+        transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
         **_: object,
     ) -> None:
         url = base_url or os.environ.get("OPENAI_BASE_URL")
@@ -213,6 +209,8 @@ class OpenAIBackend:
         self.timeout = timeout
         self.retry = RetryPolicy(max_retries=max_retries, backoff=backoff, max_backoff=max_backoff)
         self.extra_body = dict(extra_body or {})
+        # Makes each batch's HTTP transport; rmr1.backends.replicas routes over several servers through it.
+        self.transport = transport
         self._served: str | None = None
         self._listed: list[str] | None = None  # ids from GET /models, once asked (see served_model)
         self._window: int | None = None
@@ -276,7 +274,11 @@ class OpenAIBackend:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         async with httpx.AsyncClient(
-            base_url=self.base_url + "/", headers=headers, limits=limits, timeout=httpx.Timeout(self.timeout)
+            base_url=self.base_url + "/",
+            headers=headers,
+            limits=limits,
+            timeout=httpx.Timeout(self.timeout),
+            transport=self.transport() if self.transport else None,
         ) as client:
             model = await self._model_name(client)
             gate = asyncio.Semaphore(self.concurrency)
@@ -342,14 +344,14 @@ class OpenAIBackend:
             # trickles bytes forever is cut off too.
             response = await asyncio.wait_for(client.post("chat/completions", json=body), self.timeout)
         except (asyncio.TimeoutError, httpx.TimeoutException):
-            raise _Unreachable(f"no response within {self.timeout:g}s") from None
+            raise _Retry(f"no response within {self.timeout:g}s") from None
         except httpx.TransportError as exc:
-            raise _Unreachable(f"connection error: {type(exc).__name__}: {_one_line(str(exc))}") from None
+            raise _Retry(f"connection error: {type(exc).__name__}: {_one_line(str(exc))}") from None
         except httpx.HTTPError as exc:
             raise _Final(f"request failed: {type(exc).__name__}: {_one_line(str(exc))}") from None
         status = response.status_code
         if status == 429 or status >= 500:
-            raise (_Retry if status == 429 else _Unreachable)(
+            raise _Retry(
                 f"HTTP {status}: {_one_line(response.text)}",
                 parse_retry_after(response.headers.get("retry-after")),
             )

@@ -1,33 +1,32 @@
 """Several OpenAI-compatible servers of one model (a vLLM or SGLang fleet) as one backend.
 
-``--base-url`` given more than once (or as comma-separated URLs) builds a ``ReplicaBackend``: one
-``OpenAIBackend`` per replica builds the bodies and reads the answers, and this module decides where each
-attempt goes. A request goes to the replica with the fewest requests outstanding (ties in turn, round
-robin), so a slow replica gets less work. A replica that fails an attempt (connection refused or reset, no
-answer in time, a 5xx) sits out ``DownPolicy.first`` seconds, doubling with each failure in a row up to
-``DownPolicy.longest``; then one request at a time probes it, and the first success brings it back. The failed
-request goes at once to a replica it has not tried yet; only when every replica is down does it wait,
-until the first one is due for a probe. Attempts are bounded by the shared retry helper (``rmr1.retry``),
-with at least one attempt per replica, so a request ends ``finish_reason="error"`` only when every replica
-failed it. ``--concurrency`` is per replica. See docs/design/replicas.md.
+``--base-url`` given more than once (or as comma-separated URLs) builds a ``ReplicaBackend``: an
+``OpenAIBackend`` (bodies, answers, retries, errors: all as with one server) whose HTTP transport routes each
+attempt to a replica. An attempt goes to the replica with the fewest attempts outstanding (ties in turn,
+round robin), so a slow replica gets less work. A replica that fails an attempt (connection refused or reset,
+no answer in time, a 5xx) sits out ``DownPolicy.first`` seconds, doubling with each failure in a row up to
+``DownPolicy.longest``; then one attempt at a time probes it, and the first answer brings it back. A 429 makes
+it sit out its ``Retry-After`` (else ``first``) without counting as a failure. An attempt no replica could
+take (refused connections) moves on to the next replica at once; any other failure goes back to the
+backend's retry loop (``rmr1.retry``), whose budget is raised to at least one attempt per replica, so a
+request ends ``finish_reason="error"`` only when every replica failed it. ``--concurrency`` is per replica.
+See docs/design/replicas.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from rmr1.backends.openai import OpenAIBackend, _Final, _one_line, _Unreachable
+from rmr1.backends.openai import OpenAIBackend
 from rmr1.errors import ConfigError
-from rmr1.retry import RetriesExhausted, Retry, aretry
+from rmr1.retry import RetriesExhausted, Retry, RetryPolicy, aretry, parse_retry_after
 from rmr1.types import Completion, GenerationRequest
 
 
@@ -79,15 +78,13 @@ class ReplicaPool:
         return replica.failures == 0 or replica.outstanding == 0
 
     def pick(self, avoid: Collection[str] = ()) -> Replica | None:
-        """The usable replica with the fewest outstanding attempts, preferring those not in ``avoid``
-        (the replicas this request already tried); None when every replica is down. Counts the attempt."""
+        """The usable replica with the fewest outstanding attempts, leaving out ``avoid`` (those this attempt
+        already tried); None when there is none. Counts the attempt as outstanding."""
         with self._lock:
             now = self.clock()
             count = len(self.replicas)
             order = [self.replicas[(self._turn + k) % count] for k in range(count)]
-            usable = [r for r in order if self._usable(r, now)]
-            fresh = [r for r in usable if r.url not in avoid]
-            candidates = fresh or usable
+            candidates = [r for r in order if self._usable(r, now) and r.url not in avoid]
             if not candidates:
                 return None
             chosen = min(candidates, key=lambda r: r.outstanding)  # min keeps the first of equals: in turn
@@ -95,12 +92,15 @@ class ReplicaPool:
             chosen.outstanding += 1
             return chosen
 
-    def release(self, replica: Replica, outcome: str) -> None:
-        """End an attempt: ``"ok"`` (the server answered), ``"down"`` (it failed), ``"other"`` (a 429 or an
-        unreadable body: the server is alive but this answer was no use, so its state stays)."""
+    def release(self, replica: Replica, outcome: str, wait: float | None = None) -> None:
+        """End an attempt: ``"ok"`` (the server answered), ``"down"`` (it failed), ``"busy"`` (a 429: it
+        sits out ``wait`` seconds, else ``DownPolicy.first``, without counting as a failure)."""
         with self._lock:
             replica.outstanding -= 1
-            if outcome == "ok":
+            if outcome == "busy":
+                pause = self.down.first if wait is None else min(self.down.longest, wait)
+                replica.down_until = max(replica.down_until, self.clock() + pause)
+            elif outcome == "ok":
                 replica.served += 1
                 replica.failures, replica.down_until = 0, 0.0
             elif outcome == "down":
@@ -112,19 +112,79 @@ class ReplicaPool:
                     replica.failures += 1
                     replica.down_until = now + self.down.wait(replica.failures)
 
-    def any_usable(self, avoid: Collection[str] = ()) -> bool:
-        with self._lock:
-            now = self.clock()
-            return any(self._usable(r, now) and r.url not in avoid for r in self.replicas)
-
     def next_due(self) -> float:
         """Seconds until the first down replica may be probed (0 when one is usable now)."""
         with self._lock:
             return max(0.0, min(r.down_until for r in self.replicas) - self.clock())
 
 
+class _Routing(httpx.AsyncBaseTransport):
+    """One batch's transport: each request goes to the replica the pool picks, the outcome goes back to it.
+
+    The client writes its requests against the first replica's URL (``home``); the path after it is sent to
+    the chosen replica. Bodies are read here, so a connection that breaks mid-answer counts against the
+    replica that broke it.
+    """
+
+    def __init__(self, pool: ReplicaPool, home: str, limits: httpx.Limits) -> None:
+        self.pool, self.home_path = pool, httpx.URL(home).raw_path.decode().rstrip("/")
+        self.transports = {r.url: httpx.AsyncHTTPTransport(limits=limits) for r in pool.replicas}
+        # Refused connections move on to the next replica at once: nothing was sent, nothing to wait out.
+        self.failover = RetryPolicy(max_retries=len(pool.replicas) - 1, backoff=0.0, max_backoff=0.0)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        tried: set[str] = set()
+        content = await request.aread()
+        try:
+            return await aretry(lambda: self._send(request, content, tried), self.failover)
+        except RetriesExhausted as exc:
+            raise httpx.ConnectError(f"no replica took the request: {exc.why}", request=request) from None
+
+    async def _send(self, request: httpx.Request, content: bytes, tried: set[str]) -> httpx.Response:
+        replica = self.pool.pick(avoid=tried)
+        if replica is None:
+            raise httpx.ConnectError(f"all {len(self.transports)} replicas are down", request=request)
+        tried.add(replica.url)
+        tail = request.url.raw_path.decode()[len(self.home_path) :]
+        forwarded = httpx.Request(
+            request.method,
+            replica.url + tail,
+            headers=[(k, v) for k, v in request.headers.raw if k.lower() != b"host"],
+            content=content,
+            extensions=request.extensions,
+        )
+        outcome, wait = (
+            "down",
+            None,
+        )  # anything that escapes below (a reset, a timeout's cancellation) is down
+        try:
+            response = await self.transports[replica.url].handle_async_request(forwarded)
+            try:
+                body = await response.aread()
+            finally:
+                await response.aclose()
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            self.pool.release(replica, "down")
+            raise Retry(f"{replica.url}: {type(exc).__name__}: {exc}") from None
+        except BaseException:
+            self.pool.release(replica, "down")
+            raise
+        status = response.status_code
+        if status == 429:
+            outcome, wait = "busy", parse_retry_after(response.headers.get("retry-after"))
+        elif status < 500:
+            outcome = "ok"
+        self.pool.release(replica, outcome, wait)
+        return httpx.Response(status, headers=response.headers, content=body, request=request)
+
+    async def aclose(self) -> None:
+        for transport in self.transports.values():
+            await transport.aclose()
+
+
 class ReplicaBackend:
-    """One model on several OpenAI-compatible servers; see the module doc."""
+    """One model on several OpenAI-compatible servers; see the module doc. Anything else an
+    ``OpenAIBackend`` offers is reached through ``inner``."""
 
     def __init__(
         self,
@@ -135,23 +195,35 @@ class ReplicaBackend:
         clock: Callable[[], float] = time.monotonic,
         **options: Any,
     ) -> None:
+        # One OpenAIBackend per URL checks it and asks it, alone, which model it serves.
         self.servers = [OpenAIBackend(model, base_url=url, **options) for url in base_urls]
         urls = [s.base_url for s in self.servers]
         repeated = sorted({u for u in urls if urls.count(u) > 1})
         if repeated:
             raise ConfigError(f"--base-url {repeated[0]} is given twice; give each replica once")
         self.pool = ReplicaPool(urls, down=down, clock=clock)
-        self._by_url = dict(zip(urls, self.servers, strict=True))
         first = self.servers[0]
-        self.model, self.timeout, self.concurrency = model, first.timeout, first.concurrency
+        self._limits = httpx.Limits(
+            max_connections=first.concurrency, max_keepalive_connections=first.concurrency
+        )
         # At least one attempt per replica, so a request is given up only after each replica had its turn.
-        self.retry = replace(first.retry, max_retries=max(first.retry.max_retries, len(urls) - 1))
+        retries = max(first.retry.max_retries, len(urls) - 1)
+        options = {**options, "concurrency": first.concurrency * len(urls), "max_retries": retries}
+        self.inner = OpenAIBackend(model, base_url=urls[0], transport=self._transport, **options)
         self._served: str | None = None
         self._checked = False
 
+    def _transport(self) -> httpx.AsyncBaseTransport:
+        return _Routing(self.pool, self.servers[0].base_url, self._limits)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet: __init__ failed part way
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     @property
     def base_urls(self) -> list[str]:
-        return [s.base_url for s in self.servers]
+        return [r.url for r in self.pool.replicas]
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per replica: attempts answered, failed, and outstanding now."""
@@ -175,98 +247,15 @@ class ReplicaBackend:
         return self._served
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        """Complete each request; one Completion per request, in request order."""
-        if not requests:
-            return []
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.agenerate(requests))
-        with concurrent.futures.ThreadPoolExecutor(
-            max_workers=1
-        ) as pool:  # a running loop cannot be re-entered
-            return pool.submit(lambda: asyncio.run(self.agenerate(requests))).result()
+        """Complete each request over the replicas; one Completion per request, in request order."""
+        if requests:
+            self.served_model()  # never judge with a fleet that mixes models
+        return self.inner.generate(requests)
 
     async def agenerate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        """Complete each request concurrently over the replicas, in request order."""
-        if not requests:
-            return []
-        served = await asyncio.to_thread(self.served_model)
-        model = self.model or served or "default"
-        async with contextlib.AsyncExitStack() as stack:
-            clients = {s.base_url: await stack.enter_async_context(self._client(s)) for s in self.servers}
-            gate = asyncio.Semaphore(self.concurrency * len(self.servers))
-            return list(await asyncio.gather(*(self._complete(clients, gate, model, r) for r in requests)))
-
-    def _client(self, server: OpenAIBackend) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {server.api_key}"} if server.api_key else {}
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        return httpx.AsyncClient(
-            base_url=server.base_url + "/",
-            headers=headers,
-            limits=limits,
-            timeout=httpx.Timeout(self.timeout),
-        )
-
-    async def _complete(
-        self,
-        clients: dict[str, httpx.AsyncClient],
-        gate: asyncio.Semaphore,
-        model: str,
-        request: GenerationRequest,
-    ) -> Completion:
-        body = self.servers[0].payload(model, request)
-        started = time.perf_counter()
-        tried: set[str] = set()
-
-        async def attempt() -> Completion:
-            async with gate:  # held per attempt, so a request waiting for a replica frees its slot
-                return await self._attempt_on_one(clients, body, request, tried)
-
-        try:
-            result = await aretry(attempt, self.retry)
-        except (_Final, RetriesExhausted) as exc:
-            return _failed(str(exc), started)
-        except Exception as exc:  # a surprise in one response must not lose the other requests
-            return _failed(f"unexpected {type(exc).__name__}: {exc}", started)
-        return replace(result, latency_s=time.perf_counter() - started)
-
-    async def _attempt_on_one(
-        self,
-        clients: dict[str, httpx.AsyncClient],
-        body: dict[str, Any],
-        request: GenerationRequest,
-        tried: set[str],
-    ) -> Completion:
-        replica = self.pool.pick(avoid=tried)
-        if replica is None:
-            # Wait for the first replica due for a probe; when a probe is already out, the usual backoff.
-            due = self.pool.next_due()
-            raise Retry(f"all {len(self.servers)} replicas are down", due if due > 0 else None)
-        tried.add(replica.url)
-        outcome = "other"
-        try:
-            server = self._by_url[replica.url]
-            result = await server._attempt(clients[replica.url], body, request.sampling.stop)
-            outcome = "ok"
-            return result
-        except _Final:
-            outcome = "ok"  # the server answered; the request is at fault
-            raise
-        except Retry as exc:
-            if isinstance(exc, _Unreachable):
-                outcome = "down"
-            # Another replica that can take it now: go at once instead of waiting out a backoff.
-            elsewhere = self.pool.any_usable(avoid={replica.url})
-            raise Retry(f"{replica.url}: {exc}", 0.0 if elsewhere else exc.retry_after) from None
-        finally:
-            self.pool.release(replica, outcome)
-
-
-def _failed(why: str, started: float) -> Completion:
-    return Completion(
-        text="", finish_reason="error", latency_s=time.perf_counter() - started, error=_one_line(why)
-    )
+        if requests:
+            await asyncio.to_thread(self.served_model)
+        return await self.inner.agenerate(requests)
 
 
 __all__ = ["DownPolicy", "Replica", "ReplicaBackend", "ReplicaPool"]
