@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -192,6 +193,9 @@ class Handler(BaseHTTPRequestHandler):
         with srv.lock:
             srv.hits += 1
             srv.paths.add(self.path)
+        if srv.mode == "hang":
+            time.sleep(1.0)  # far past the client's timeout
+            return
         if srv.mode == "dead":
             self.close_connection = True  # read it, answer nothing, hang up
             return
@@ -274,6 +278,13 @@ def test_a_replica_answering_500_is_marked_down_and_429_is_not(replicas: list[Re
     backend = fleet([r.url for r in replicas])
     assert all(c.finish_reason == "stop" for c in backend.generate(requests(8)))
     assert backend.pool.replicas[0].failures == 0 and replicas[0].hits >= 1  # asked, busy, still up
+
+
+def test_a_replica_that_does_not_answer_in_time_is_marked_down(replicas: list[Replica]) -> None:
+    replicas[0].mode = "hang"
+    backend = fleet([r.url for r in replicas], timeout=0.3, down=DownPolicy(first=60.0))
+    assert all(c.finish_reason == "stop" for c in backend.generate(requests(6)))
+    assert backend.pool.replicas[0].failures == 1 and len(replicas[1].answered) == 6
 
 
 def test_a_request_fails_only_when_every_replica_failed_it(replicas: list[Replica]) -> None:
