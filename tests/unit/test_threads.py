@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import rmr1.threads
@@ -63,5 +65,23 @@ def test_apply_sets_torch_and_prints_once(monkeypatch: pytest.MonkeyPatch) -> No
         assert apply_threads(2, log=lines.append).threads == 2 and torch.get_num_threads() == 2
         assert lines.count("using 1 torch thread (RMR1_THREADS=1)") == 1
         assert lines[-1] == "using 2 torch threads (--threads 2)"
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_judge_option_reaches_the_hf_backend(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from rmr1.judge_options import JudgeOptions
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(rmr1.threads, "_announced", set())
+    monkeypatch.setenv(ENV, "2")  # the flag wins over the variable
+    try:
+        JudgeOptions(model=str(tiny_model), backend="hf", dtype="float32", threads=1).make_backend()
+        assert torch.get_num_threads() == 1
+        assert capsys.readouterr().err.splitlines() == ["using 1 torch thread (--threads 1)"]
     finally:
         torch.set_num_threads(before)

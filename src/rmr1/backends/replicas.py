@@ -112,11 +112,6 @@ class ReplicaPool:
                     replica.failures += 1
                     replica.down_until = now + self.down.wait(replica.failures)
 
-    def next_due(self) -> float:
-        """Seconds until the first down replica may be probed (0 when one is usable now)."""
-        with self._lock:
-            return max(0.0, min(r.down_until for r in self.replicas) - self.clock())
-
 
 class _Routing(httpx.AsyncBaseTransport):
     """One batch's transport: each request goes to the replica the pool picks, the outcome goes back to it.
