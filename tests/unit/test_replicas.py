@@ -255,7 +255,7 @@ def test_a_refusing_replica_costs_no_request(replicas: list[Replica]) -> None:
     backend = fleet([dead_url(), replicas[0].url], max_retries=0)  # budget raised to one try per replica
     out = backend.generate(requests(30))
     assert all(c.finish_reason == "stop" for c in out), [c.error for c in out if c.error]
-    dead, live = backend.stats().values()
+    dead, live = backend.replica_stats().values()
     assert dead["served"] == 0 and 1 <= dead["failed"] <= 4  # the first burst only; then it sat out
     assert live["served"] == 30 and len(replicas[0].answered) == 30
 

@@ -179,7 +179,7 @@ class _Routing(httpx.AsyncBaseTransport):
 
 class ReplicaBackend:
     """One model on several OpenAI-compatible servers; see the module doc. Anything else an
-    ``OpenAIBackend`` offers is reached through ``inner``."""
+    ``OpenAIBackend`` offers is reached through ``single``."""
 
     def __init__(
         self,
@@ -204,7 +204,7 @@ class ReplicaBackend:
         # At least one attempt per replica, so a request is given up only after each replica had its turn.
         retries = max(first.retry.max_retries, len(urls) - 1)
         options = {**options, "concurrency": first.concurrency * len(urls), "max_retries": retries}
-        self.inner = OpenAIBackend(model, base_url=urls[0], transport=self._transport, **options)
+        self.single = OpenAIBackend(model, base_url=urls[0], transport=self._transport, **options)
         self._served: str | None = None
         self._checked = False
 
@@ -212,15 +212,15 @@ class ReplicaBackend:
         return _Routing(self.pool, self.servers[0].base_url, self._limits)
 
     def __getattr__(self, name: str) -> Any:
-        if name == "inner":  # not set yet: __init__ failed part way
+        if name == "single":  # not set yet: __init__ failed part way
             raise AttributeError(name)
-        return getattr(self.inner, name)
+        return getattr(self.single, name)
 
     @property
     def base_urls(self) -> list[str]:
         return [r.url for r in self.pool.replicas]
 
-    def stats(self) -> dict[str, dict[str, int]]:
+    def replica_stats(self) -> dict[str, dict[str, int]]:
         """Per replica: attempts answered, failed, and outstanding now."""
         return {
             r.url: {"served": r.served, "failed": r.failed, "outstanding": r.outstanding}
@@ -245,12 +245,12 @@ class ReplicaBackend:
         """Complete each request over the replicas; one Completion per request, in request order."""
         if requests:
             self.served_model()  # never judge with a fleet that mixes models
-        return self.inner.generate(requests)
+        return self.single.generate(requests)
 
     async def agenerate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         if requests:
             await asyncio.to_thread(self.served_model)
-        return await self.inner.agenerate(requests)
+        return await self.single.agenerate(requests)
 
 
 __all__ = ["DownPolicy", "Replica", "ReplicaBackend", "ReplicaPool"]
