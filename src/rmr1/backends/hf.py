@@ -102,7 +102,8 @@ class _Prepared:
 
 
 class HFBackend:
-    """Local generation with transformers. ``batch_size`` caps rows per forward batch."""
+    """Local generation with transformers. ``batch_size`` caps rows per forward batch; ``threads`` (CPU) is
+    chosen by ``rmr1.threads`` when None."""
 
     def __init__(
         self,
@@ -112,9 +113,14 @@ class HFBackend:
         dtype: str = "auto",
         device: str | None = None,
         context_length: int | None = None,
+        threads: int | None = None,
         **_: object,
     ) -> None:
         self.model, self.tokenizer, self.device = load_model(model, dtype=dtype, device=device)
+        if self.device == "cpu":
+            from rmr1.threads import apply_threads
+
+            apply_threads(threads)  # torch's default (every core) stalls on a machine others share
         self.batch_size = max(1, int(batch_size))
         self.model_name = model
         self._fold_system = False  # set once the chat template has refused a system turn

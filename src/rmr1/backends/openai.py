@@ -22,7 +22,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -190,6 +190,7 @@ class OpenAIBackend:
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         extra_body: Mapping[str, Any] | None = None,
+        transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
         **_: object,
     ) -> None:
         url = base_url or os.environ.get("OPENAI_BASE_URL")
@@ -208,6 +209,8 @@ class OpenAIBackend:
         self.timeout = timeout
         self.retry = RetryPolicy(max_retries=max_retries, backoff=backoff, max_backoff=max_backoff)
         self.extra_body = dict(extra_body or {})
+        # Makes each batch's HTTP transport; rmr1.backends.replicas routes over several servers through it.
+        self.transport = transport
         self._served: str | None = None
         self._listed: list[str] | None = None  # ids from GET /models, once asked (see served_model)
         self._window: int | None = None
@@ -271,7 +274,11 @@ class OpenAIBackend:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         async with httpx.AsyncClient(
-            base_url=self.base_url + "/", headers=headers, limits=limits, timeout=httpx.Timeout(self.timeout)
+            base_url=self.base_url + "/",
+            headers=headers,
+            limits=limits,
+            timeout=httpx.Timeout(self.timeout),
+            transport=self.transport() if self.transport else None,
         ) as client:
             model = await self._model_name(client)
             gate = asyncio.Semaphore(self.concurrency)
@@ -386,4 +393,22 @@ class OpenAIBackend:
         )
 
 
-__all__ = ["OpenAIBackend", "RetryPolicy", "parse_retry_after"]
+def split_urls(value: str | Sequence[str] | None) -> list[str]:
+    """``--base-url`` values as a list: repeated flags and comma-separated URLs alike, blanks dropped."""
+    items = [value] if isinstance(value, str) else list(value or [])
+    return [url.strip() for item in items for url in item.split(",") if url.strip()]
+
+
+def openai_backend(
+    model: str | None = None, *, base_url: str | Sequence[str] | None = None, **options: Any
+) -> Any:
+    """The registry's ``openai`` factory: one server, or a fleet of replicas when several URLs are given."""
+    urls = split_urls(base_url or os.environ.get("OPENAI_BASE_URL"))
+    if len(urls) > 1:
+        from rmr1.backends.replicas import ReplicaBackend
+
+        return ReplicaBackend(model, base_urls=urls, **options)
+    return OpenAIBackend(model, base_url=urls[0] if urls else None, **options)
+
+
+__all__ = ["OpenAIBackend", "RetryPolicy", "openai_backend", "parse_retry_after", "split_urls"]
