@@ -26,7 +26,7 @@ def demo(
         str | None, typer.Option(help="Base model (default: the embedded SmolLM2-135M).")
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="Torch threads (default: 1 on a busy machine, else all).")
+        int | None, typer.Option(help="Torch threads (default: $RMR1_THREADS, else the free cores).")
     ] = None,
 ) -> None:
     """Run the RM-R1 pipeline small: scripted-teacher distillation, SFT, GRPO, held-out accuracy."""

@@ -3,11 +3,13 @@
 - ``parse_failure_rate``: judgments with no verdict (failed calls included) / judgments.
 - ``truncation_rate``: judgments that ran out of tokens (``finish_reason == "length"``) / judgments.
 - ``error_rate``: failed calls / judgments.
+- ``too_long``: calls whose prompt did not fit the model's window (``finish_reason == "too_long"``, never
+  sent; unparsed, so also in ``parse_failure_rate``). A count, present only when there are some.
 - ``position_consistency``: over pairs judged in both orders where each order reached a decision (majority
   over its samples, ``rmr1.judge.vote``), the share whose two decisions picked the same response. Pairs where
   an order has no decision are left out (they already count as parse failures); null when none qualifies.
 - ``a_rate``: parsed verdicts saying A / parsed verdicts.
-- ``mean_completion_tokens``: over calls that returned (failed calls have no tokens).
+- ``mean_completion_tokens``: over calls that returned (failed and unsent calls have no tokens).
 - ``tie_rate`` (pointwise runs with ties only): pairs whose two ratings were equal / judgments. A tie has no
   verdict but is not a parse failure, so it is counted here and not in ``parse_failure_rate``.
 - ``ece``, ``brier`` (only when probabilities or votes exist): calibration of each decision's confidence, see
@@ -79,7 +81,7 @@ class Diagnostics:
     def __init__(self, *, both_orders: bool, samples: int) -> None:
         self.both_orders = both_orders
         self.samples = samples
-        self.count = self.unparsed = self.truncated = self.errors = 0
+        self.count = self.unparsed = self.truncated = self.errors = self.too_long = 0
         self.parsed = self.said_a = 0
         self.tokens = self.returned = 0
         self.ties = 0
@@ -101,6 +103,8 @@ class Diagnostics:
             self.truncated += 1
         if j.finish_reason == "error":
             self.errors += 1
+        elif j.finish_reason == "too_long":
+            self.too_long += 1
         else:
             self.returned += 1
             self.tokens += j.completion_tokens
@@ -122,6 +126,7 @@ class Diagnostics:
             self._compare(group)
         self._pending.clear()
         ties = {"tie_rate": _share(self.ties, self.count)} if self.ties else {}
+        too_long = {"too_long": self.too_long} if self.too_long else {}
         return {
             "judgments": self.count,
             "parse_failure_rate": _share(self.unparsed, self.count),
@@ -132,6 +137,7 @@ class Diagnostics:
             "mean_completion_tokens": (self.tokens / self.returned) if self.returned else None,
             **self.confidence.result(),
             **ties,
+            **too_long,
         }
 
     def tap(self, judgments: Iterable[Judgment]) -> Iterator[Judgment]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -38,7 +37,7 @@ class DemoConfig:
     grpo_lr: float = 1e-4
     max_new_tokens: int = 72  # a teacher trace is about 65 tokens
     eval_batch: int = 16
-    threads: int | None = None  # torch threads; None: 1 on a busy machine, else every core
+    threads: int | None = None  # torch threads; None: rmr1.threads chooses from the free cores
     seed: int = 0
 
 
@@ -61,21 +60,6 @@ def demo_config(
             threads=threads,
         )
     return DemoConfig(Path(out_dir), False, model, threads=threads)
-
-
-def pick_threads(requested: int | None) -> int:
-    """Torch threads: the cores other processes leave idle, at least one.
-
-    On a busy machine one thread avoids the spin-waits of several threads fighting for the same cores
-    (measured here: a LoRA step took 10 s with one thread and 23-47 s with two)."""
-    cores = os.cpu_count() or 1
-    if requested:
-        return max(1, requested)
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
-    return max(1, min(cores, cores - round(load)))
 
 
 @dataclass(frozen=True)
@@ -189,18 +173,15 @@ def _timed(result: DemoResult, stage: str, log: Callable[[str], None], fn: Calla
 
 
 def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> DemoResult:
-    import torch
-
     from rmr1.models import resolve_model
+    from rmr1.threads import apply_threads
     from rmr1.train.distill import DistillConfig, distill
     from rmr1.train.mixes import build_judge_dataset
 
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     result = DemoResult(out)
-    threads = pick_threads(cfg.threads)
-    torch.set_num_threads(threads)
-    log(f"torch threads: {threads}")
+    apply_threads(cfg.threads)
     base = _timed(result, "model", log, lambda: resolve_model(cfg.model))
     task = make_task(cfg.train_pairs, cfg.test_pairs, seed=cfg.seed)
     prompts = build_judge_dataset(task.train, DEMO_TEMPLATE)
