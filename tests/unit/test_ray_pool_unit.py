@@ -87,3 +87,19 @@ def test_workers_get_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert opts.model == str(tmp_path / "ckpt")
     assert opts.cache == str(tmp_path / "judgments.sqlite")  # not there yet, but a path all the same
     assert portable(JudgeOptions(model="org/hub-model")).model == "org/hub-model"
+
+
+def test_a_worker_uses_the_cpus_ray_reserved_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from rmr1.evaluation.ray_pool import _Worker
+    from rmr1.threads import choose_threads
+
+    monkeypatch.setenv("RMR1_THREADS", "")  # so the variable the worker sets is undone after the test
+    monkeypatch.delenv("RMR1_THREADS")
+    worker = _Worker(JudgeOptions(backend="mock").build_judge, 3)
+    assert choose_threads().threads == 3  # what a CPU engine built in this worker will use
+    assert worker.start()[0] == "ok"
+    monkeypatch.setenv("RMR1_THREADS", "5")  # the user's own setting wins
+    _Worker(JudgeOptions(backend="mock").build_judge, 3)
+    assert os.environ["RMR1_THREADS"] == "5"

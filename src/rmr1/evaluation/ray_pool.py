@@ -43,7 +43,7 @@ class RayConfig:
     address: str | None = None  # None or "local": start a local cluster (or join $RAY_ADDRESS); "auto" or
     # host:port joins a running one
     workers: int = 2  # worker actors, each with its own backend replica
-    cpus_per_worker: float = 1.0  # Ray CPUs each worker reserves (its torch threads follow it)
+    cpus_per_worker: float = 1.0  # Ray CPUs each worker reserves; also its CPU engine's threads
     gpus_per_worker: float = 0.0  # Ray GPUs each worker reserves (a vLLM replica's devices)
     batch_calls: int | None = None  # calls per batch handed to a worker (whole items); None: --batch-size
     in_flight: int = 2  # batches queued per worker: one running, the next waiting
@@ -96,7 +96,12 @@ class _Worker:
     """The actor: one judge replica. Errors building it come back as text, since not every exception
     pickles across processes."""
 
-    def __init__(self, build: Callable[[], Judge]) -> None:
+    def __init__(self, build: Callable[[], Judge], threads: int) -> None:
+        import os
+
+        # A CPU engine uses the CPUs Ray reserved for this worker (unless --threads or $RMR1_THREADS say
+        # otherwise), not every core minus the load: N workers on one node would each take them all.
+        os.environ.setdefault("RMR1_THREADS", str(threads))
         self._build = build
         self._judge: Judge | None = None
 
@@ -209,7 +214,7 @@ class RayPool:
         actor_class = self.ray.remote(_Worker).options(
             num_cpus=self.config.cpus_per_worker, num_gpus=self.config.gpus_per_worker
         )
-        actor = actor_class.remote(self._build)
+        actor = actor_class.remote(self._build, max(1, round(self.config.cpus_per_worker)))
         slot = _Slot(actor, f"worker-{self._started}")
         self._started += 1
         slot.pending.append(actor.start.remote())  # the replica loads while the next worker is created
