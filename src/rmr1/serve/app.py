@@ -132,6 +132,7 @@ class Service:
                 if ticket.given_up:  # it waited for a worker thread longer than its caller did
                     self.batcher.stats.not_started += 1
                     raise Cancelled("the caller gave up before its work began")
+                ticket.started = True  # from here a timeout is slowness (504), not saturation (503)
                 return fn()
 
         self.in_flight += 1
