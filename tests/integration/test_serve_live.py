@@ -149,11 +149,11 @@ def test_concurrent_clients_share_model_calls(server: ServerProcess) -> None:
 
 def test_graceful_shutdown_finishes_in_flight_requests(tiny_model: Path) -> None:
     proc = ServerProcess.start(
-        ["--model", str(tiny_model), "--max-new-tokens", "16", "--dtype", "float32", "--max-batch", "1"]
+        ["--model", str(tiny_model), "--max-new-tokens", "16", "--dtype", "float32", "--max-batch", "8"]
     )
     answers: list[int] = []
 
-    def long_request() -> None:  # 45 comparisons, one model call each: a few seconds
+    def long_request() -> None:  # 45 comparisons in six model calls of at most 8: a few seconds
         body = {
             "prompt": "Pick one.",
             "responses": [f"option {k}" for k in range(10)],

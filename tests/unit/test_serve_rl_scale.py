@@ -25,7 +25,7 @@ from rmr1.serve import ServeSettings, create_app
 from rmr1.serve.app import Service
 from rmr1.serve.batcher import Overloaded
 from rmr1.serve.process import free_port
-from rmr1.types import GenerationRequest
+from rmr1.types import GenerationRequest, as_messages
 
 QUALITY = re.compile(r"q=(\d+)")
 
@@ -231,3 +231,22 @@ def test_docs_and_schema_need_the_token_when_one_is_set() -> None:
     assert locked.get("/health").status_code == 200
     open_app, _ = make_app()
     assert all(open_app.get(p).status_code == 200 for p in ("/docs", "/redoc", "/openapi.json"))
+
+
+def test_a_request_task_cancelled_by_the_server_drops_its_queued_work() -> None:
+    slow = _SlowBackend(MockBackend(script=by_quality), 0.05)
+    service = Service(Judge(slow, "plain"), ServeSettings(max_batch=2))  # type: ignore[arg-type]
+    requests = [GenerationRequest(as_messages(f"q={k} q={k + 1}")) for k in range(200)]
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(service.run(lambda: service.batcher.generate(requests)))
+        await asyncio.sleep(0.3)
+        task.cancel()  # what uvicorn does to requests still running past its shutdown grace period
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.3)
+
+    asyncio.run(scenario())
+    service.close()
+    stats = service.batcher.stats
+    assert stats.cancelled == 1 and stats.requests < 40 and stats.requests + stats.dropped_requests == 200

@@ -151,6 +151,10 @@ class Service:
             if ticket.saturated:
                 raise Overloaded(f"the server stayed saturated for the request timeout of {timeout:g} s")
             raise DeadlineExceeded(f"no answer within the server's request timeout of {timeout:g} s")
+        except asyncio.CancelledError:  # uvicorn gave up on the request (shutdown past its grace period)
+            self.batcher.cancel(ticket)
+            future.add_done_callback(_quiet)
+            raise
         finally:
             if gone is not None:
                 gone.cancel()
