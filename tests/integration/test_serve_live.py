@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from rmr1.serve.process import ServerProcess
+from rmr1.rewards import Group
+from rmr1.serve.client import RemoteScorer
+from rmr1.serve.process import ServerProcess, free_port
+from rmr1.types import as_messages
 
 pytestmark = pytest.mark.slow
 TOKEN = "live-test-token"
@@ -145,11 +149,11 @@ def test_concurrent_clients_share_model_calls(server: ServerProcess) -> None:
 
 def test_graceful_shutdown_finishes_in_flight_requests(tiny_model: Path) -> None:
     proc = ServerProcess.start(
-        ["--model", str(tiny_model), "--max-new-tokens", "16", "--dtype", "float32", "--max-batch", "1"]
+        ["--model", str(tiny_model), "--max-new-tokens", "16", "--dtype", "float32", "--max-batch", "8"]
     )
     answers: list[int] = []
 
-    def long_request() -> None:  # 45 comparisons, one model call each: a few seconds
+    def long_request() -> None:  # 45 comparisons in six model calls of at most 8: a few seconds
         body = {
             "prompt": "Pick one.",
             "responses": [f"option {k}" for k in range(10)],
@@ -165,3 +169,82 @@ def test_graceful_shutdown_finishes_in_flight_requests(tiny_model: Path) -> None
     worker.join()
     assert answers == [200]
     assert "Traceback" not in proc.tail()
+
+
+# --- RL-scale load and crash recovery ----------------------------------------------------------------------
+
+# A server on a scripted judge that takes 2 ms per comparison, so a kill can land in the middle of a batch.
+SLOW_MOCK_SERVER = """
+import re, sys, time
+import uvicorn
+from rmr1.backends.mock import MockBackend
+from rmr1.judge import Judge, JudgeConfig
+from rmr1.serve import ServeSettings, create_app
+
+def by_quality(request):
+    time.sleep(0.002)
+    a, b = (int(x) for x in re.findall(r"q=(\\d+)", request.messages[-1].content)[-2:])
+    return "<answer>[[%s]]</answer>" % ("A" if a > b else "B")
+
+judge = Judge(MockBackend(script=by_quality), "plain", JudgeConfig(max_new_tokens=32))
+app = create_app(judge, ServeSettings(max_batch=8))
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def _quality_groups(count: int, size: int) -> tuple[list[Group], list[float]]:
+    groups, expected = [], []
+    for g in range(count):
+        qualities = [(g * 5 + k * 3) % size for k in range(size)]  # a permutation of range(size)
+        groups.append(Group(as_messages(f"Question {g}?"), tuple(f"answer q={q}" for q in qualities)))
+        expected += [2 * q / (size - 1) - 1 for q in qualities]
+    return groups, expected
+
+
+def test_a_reward_call_survives_the_server_being_killed_mid_batch_and_restarted() -> None:
+    port = free_port()
+    argv = [sys.executable, "-c", SLOW_MOCK_SERVER, str(port)]
+    first = ServerProcess.launch(argv, port=port, ready_timeout=60)
+    groups, expected = _quality_groups(64, 7)  # 1,344 comparisons, about 3 s of judging
+    scorer = RemoteScorer(first.url, backoff=0.2, max_backoff=1.0, retries=60)
+    out: list[Any] = []
+    worker = threading.Thread(target=lambda: out.append(scorer.score(groups, "round_robin")))
+    worker.start()
+    try:
+        while httpx.get(first.url + "/health").json()["batcher"]["requests"] < 100:
+            time.sleep(0.02)
+        first.kill()  # SIGKILL with the request half judged
+        second = ServerProcess.launch(argv, port=port, ready_timeout=60)  # same port, fresh process
+        worker.join(120)
+        done = httpx.get(second.url + "/health").json()["batcher"]["requests"]
+        second.stop()
+    finally:
+        first.kill()
+    assert not worker.is_alive() and len(out) == 1
+    assert [r for score in out[0] for r in score.rewards] == pytest.approx(expected)  # once each, in order
+    assert scorer.retried >= 1 and done == 64 * 21  # the new server judged the batch exactly once
+
+
+def test_embedded_model_serves_64_groups_of_4_to_8_concurrent_clients(embedded_model: Path) -> None:
+    args = ["--model", str(embedded_model), "--template", "plain", "--max-new-tokens", "8"]
+    with ServerProcess.start([*args, "--request-timeout", "900"], ready_timeout=600) as server:
+        batches = [_quality_groups(8, 4)[0] for _ in range(8)]  # 8 clients x 8 groups = 64 groups of 4
+        errors: list[str] = []
+        results: list[Any] = [None] * 8
+
+        def client(k: int) -> None:
+            try:
+                results[k] = RemoteScorer(server.url, timeout=900).score(batches[k], "round_robin")
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(900)
+        stats = httpx.get(server.url + "/health").json()["batcher"]
+    assert errors == []
+    assert all(len(r) == 8 and all(len(s.rewards) == 4 for s in r) for r in results)
+    assert all(-1.0 <= x <= 1.0 for r in results for s in r for x in s.rewards)
+    assert stats["requests"] == 64 * 6 and stats["failed_batches"] == 0

@@ -10,6 +10,7 @@ stops the batcher; the caller closes the backend it made.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import time
@@ -18,15 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 
 from rmr1.errors import ConfigError, InputError, Rmr1Error
 from rmr1.judge import Judge, vote
 from rmr1.prompts import get_template
 from rmr1.rewards import Group, openrlhf_rewards, score_groups
 from rmr1.serve import schemas as s
-from rmr1.serve.batcher import Closed, DeadlineExceeded, MicroBatcher
-from rmr1.serve.guards import BodyLimit, TooLarge, bearer_check, install_error_handlers
+from rmr1.serve.batcher import Cancelled, Closed, DeadlineExceeded, MicroBatcher, Overloaded, Ticket
+from rmr1.serve.guards import BodyLimit, TooLarge, bearer_check, install_error_handlers, protected_docs
 from rmr1.tournament import run_tournaments
 from rmr1.types import CandidateSet, Judgment, Message, as_messages
 from rmr1.verdicts import parse_trace
@@ -56,6 +57,35 @@ class ServeSettings:
 
 class JudgeFailure(Rmr1Error):
     """An unexpected fault while judging, reported as 500 with its reason."""
+
+
+# asyncio.TimeoutError is the builtin TimeoutError only from Python 3.11; before, all three are distinct.
+_TIMEOUTS = (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError)
+
+
+def _result(future: asyncio.Future[T]) -> T:
+    """The worker's answer, its failure mapped onto the error kinds the handlers turn into statuses."""
+    try:
+        return future.result()
+    except Rmr1Error:
+        raise
+    except _TIMEOUTS as exc:  # a backend's own timeout (an upstream server) is a timeout for our client too
+        raise DeadlineExceeded(f"the backend timed out: {str(exc)[:300] or type(exc).__name__}") from None
+    except ValueError as exc:  # rmr1's own checks raise InputError; a bare ValueError is bad input too
+        raise InputError(str(exc)) from None
+    except Exception as exc:
+        raise JudgeFailure(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+
+
+def _quiet(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+async def _client_gone(request: Request) -> None:
+    """Return once the HTTP client has disconnected (polled: Starlette offers no callback)."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(0.2)
 
 
 class Service:
@@ -90,31 +120,44 @@ class Service:
         config = dataclasses.replace(self.judge.config, **chosen)
         return Judge(self.batcher, template, config)
 
-    async def run(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on a worker thread under the request timeout."""
+    async def run(self, fn: Callable[[], T], request: Request | None = None) -> T:
+        """Run ``fn`` on a worker thread under the request timeout, dropping its work if the client leaves."""
         timeout = self.settings.request_timeout
         if self.batcher.closed:
             raise Closed("the server is shutting down")
+        ticket = Ticket.within(timeout)
 
         def work() -> T:
-            with self.batcher.deadline(timeout):
+            with self.batcher.watch(ticket):
+                if ticket.given_up:  # it waited for a worker thread longer than its caller did
+                    self.batcher.stats.not_started += 1
+                    raise Cancelled("the caller gave up before its work began")
+                ticket.started = True  # from here a timeout is slowness (504), not saturation (503)
                 return fn()
 
         self.in_flight += 1
+        future = asyncio.get_running_loop().run_in_executor(self.executor, work)
+        gone = asyncio.ensure_future(_client_gone(request)) if request is not None else None
         try:
-            future = asyncio.get_running_loop().run_in_executor(self.executor, work)
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"no answer within the server's request timeout of {timeout:g} s"
-            ) from None
-        except Rmr1Error:
+            done, _ = await asyncio.wait(
+                {future} | ({gone} if gone else set()), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if future in done:
+                return _result(future)
+            self.batcher.cancel(ticket)
+            future.add_done_callback(_quiet)  # its late failure is expected; nobody reads it
+            if gone is not None and gone in done:
+                raise Cancelled("the client closed the connection; its work was dropped")
+            if ticket.saturated:
+                raise Overloaded(f"the server stayed saturated for the request timeout of {timeout:g} s")
+            raise DeadlineExceeded(f"no answer within the server's request timeout of {timeout:g} s")
+        except asyncio.CancelledError:  # uvicorn gave up on the request (shutdown past its grace period)
+            self.batcher.cancel(ticket)
+            future.add_done_callback(_quiet)
             raise
-        except ValueError as exc:  # rmr1's own checks raise InputError; a bare ValueError is bad input too
-            raise InputError(str(exc)) from None
-        except Exception as exc:
-            raise JudgeFailure(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
         finally:
+            if gone is not None:
+                gone.cancel()
             self.in_flight -= 1
 
     def check_size(self, count: int, limit: int, what: str) -> None:
@@ -201,11 +244,17 @@ def create_app(judge: Judge, settings: ServeSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Pairwise reasoning judge: verdicts, rankings, RL rewards (OpenRLHF shape) and an "
         "OpenAI-compatible chat endpoint.",
+        # with a token, the schema and its pages are served behind it instead (protected_docs)
+        openapi_url=None if settings.token else "/openapi.json",
+        docs_url=None if settings.token else "/docs",
+        redoc_url=None if settings.token else "/redoc",
     )
     app.state.service = service
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     auth = [Depends(bearer_check(settings.token))]
+    if settings.token:
+        protected_docs(app, auth)
     _health_route(app, service)
     _judge_routes(app, service, auth)
     _reward_routes(app, service, auth)
@@ -244,20 +293,22 @@ def _judge_routes(app: FastAPI, service: Service, auth: list[Any]) -> None:
     model = service.settings.model_name
 
     @app.post("/v1/judge", response_model=s.JudgeResponse, dependencies=auth, tags=["judge"])
-    async def judge_pair(body: s.JudgeRequest) -> s.JudgeResponse:
+    async def judge_pair(body: s.JudgeRequest, request: Request) -> s.JudgeResponse:
         judge = service.judge_for(body.options)
         context = _context(body.prompt, body.messages)
-        judgments = await service.run(lambda: judge.judge_pair(context, body.responses[0], body.responses[1]))
+        judgments = await service.run(
+            lambda: judge.judge_pair(context, body.responses[0], body.responses[1]), request
+        )
         return _judge_response(judgments, judge, model)
 
     @app.post("/v1/rank", response_model=s.RankResponse, dependencies=auth, tags=["judge"])
-    async def rank(body: s.RankRequest) -> s.RankResponse:
+    async def rank(body: s.RankRequest, request: Request) -> s.RankResponse:
         service.check_size(len(body.responses), service.settings.max_candidates, "responses")
         judge = service.judge_for(body.options)
         cset = CandidateSet("rank", _context(body.prompt, body.messages), tuple(body.responses))
         result = (
             await service.run(
-                lambda: run_tournaments(judge, [cset], method=body.method, scoring=body.scoring)
+                lambda: run_tournaments(judge, [cset], method=body.method, scoring=body.scoring), request
             )
         )[0]
         judgments = [j for m in result.matches for j in m.judgments]
@@ -285,21 +336,21 @@ def _judge_routes(app: FastAPI, service: Service, auth: list[Any]) -> None:
 
 def _reward_routes(app: FastAPI, service: Service, auth: list[Any]) -> None:
     @app.post("/v1/score", response_model=s.ScoreResponse, dependencies=auth, tags=["rewards"])
-    async def score(body: s.ScoreRequest) -> s.ScoreResponse:
+    async def score(body: s.ScoreRequest, request: Request) -> s.ScoreResponse:
         service.check_size(len(body.groups), service.settings.max_items, "groups")
         for g in body.groups:
             service.check_size(len(g.responses), service.settings.max_candidates, "responses in a group")
         judge = service.judge_for(body.options)
         groups = [Group(_context(g.prompt, g.messages), tuple(g.responses), g.reference) for g in body.groups]
-        scores = await service.run(lambda: score_groups(judge, groups, body.method))
+        scores = await service.run(lambda: score_groups(judge, groups, body.method), request)
         return s.ScoreResponse(method=body.method, results=[s.GroupScoreOut(**x.to_dict()) for x in scores])
 
     @app.post("/get_reward", response_model=s.RewardResponse, dependencies=auth, tags=["rewards"])
-    async def get_reward(body: s.RewardRequest) -> s.RewardResponse:
+    async def get_reward(body: s.RewardRequest, request: Request) -> s.RewardResponse:
         service.check_size(len(body.query), service.settings.max_items, "queries")
         judge = Judge(service.batcher, service.judge.template, service.judge.config)
         result = await service.run(
-            lambda: openrlhf_rewards(judge, body.query, body.prompts, body.labels, body.method)
+            lambda: openrlhf_rewards(judge, body.query, body.prompts, body.labels, body.method), request
         )
         return s.RewardResponse(**result)
 

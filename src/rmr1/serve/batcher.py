@@ -3,11 +3,19 @@
 ``MicroBatcher`` is itself a ``Backend``, so a ``Judge`` (and every tournament or reward built on it) runs on
 it unchanged. Each caller's requests wait in a queue; one worker thread takes what has arrived, waiting at
 most ``window_ms`` after the oldest waiting request for company, up to ``max_batch`` requests, and runs the
-wrapped backend once. A caller's requests are never split across batches (a submission larger than
-``max_batch`` runs alone). With one worker, the wrapped backend is never called from two threads at once.
+wrapped backend once. With one worker, the wrapped backend is never called from two threads at once.
 
-A caller may set a deadline (``with batcher.deadline(seconds):``); a submission still queued at its deadline
-is dropped with ``DeadlineExceeded`` instead of spending model time on an answer nobody waits for.
+Back-pressure, not refusal: a submission enters the queue one chunk (at most ``max_batch`` requests) at a
+time, and its next chunk only once the previous one has been taken by the worker, so one RL batch of
+thousands of comparisons streams through the model while a small caller arriving meanwhile waits behind at
+most one chunk of it. ``max_queue`` bounds the requests waiting at once; a chunk that finds no room waits its
+turn (first come, first served) until room frees up. A caller only fails for lack of room if its deadline
+passes before any of its requests got in (``Overloaded``).
+
+A caller may carry a ``Ticket`` (``with batcher.watch(ticket):``, or ``with batcher.deadline(seconds):``);
+once its deadline passes or ``cancel(ticket)`` is called (the HTTP client gave up), its queued chunks are
+dropped and its later calls are not started, so abandoned work costs no model time. A backend call that
+raises on a merged batch is re-run per caller, so one bad request fails only its own caller.
 """
 
 from __future__ import annotations
@@ -17,7 +25,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from rmr1.backends import Backend
@@ -26,11 +33,15 @@ from rmr1.types import Completion, GenerationRequest
 
 
 class Overloaded(Rmr1Error):
-    """Too many requests are waiting for the backend."""
+    """The queue stayed full for the caller's whole deadline: none of its requests got in."""
 
 
 class DeadlineExceeded(Rmr1Error):
     """A request's deadline passed before its answer was ready."""
+
+
+class Cancelled(Rmr1Error):
+    """The caller gave up (its HTTP client went away); its remaining work was dropped."""
 
 
 class Closed(Rmr1Error):
@@ -38,21 +49,69 @@ class Closed(Rmr1Error):
 
 
 @dataclass
+class Ticket:
+    """One caller's claim on the batcher, shared by all its ``generate`` calls (one per tournament round)."""
+
+    deadline: float | None = None  # time.monotonic() past which nobody waits for the answer
+    cancelled: bool = False  # set through MicroBatcher.cancel
+    started: bool = False  # a generate call under this ticket has begun
+    admitted: int = 0  # requests of this caller that entered the queue
+    waited_for_room: bool = False  # some chunk found the queue full and had to wait
+
+    @classmethod
+    def within(cls, seconds: float) -> Ticket:
+        return cls(deadline=time.monotonic() + seconds)
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    @property
+    def given_up(self) -> bool:
+        left = self.remaining()
+        return self.cancelled or (left is not None and left <= 0)
+
+    @property
+    def saturated(self) -> bool:
+        """Whether a give-up is the server's fullness (503) rather than slowness (504)."""
+        return not self.started or (self.admitted == 0 and self.waited_for_room)
+
+
+@dataclass(eq=False)
 class _Submission:
     requests: list[GenerationRequest]
-    deadline: float | None
+    ticket: Ticket
+    results: list[Completion | None] = field(default_factory=list)
+    next: int = 0  # first request not yet queued
+    queued: int = 0  # requests waiting in the queue
+    unanswered: int = 0
+    error: BaseException | None = None
+    waiting: bool = False  # in the line for queue room
+
+    @property
+    def finished(self) -> bool:
+        return self.error is not None or self.unanswered == 0
+
+
+@dataclass
+class _Chunk:
+    sub: _Submission
+    start: int
+    end: int
     arrived: float = field(default_factory=time.monotonic)
-    future: Future[list[Completion]] = field(default_factory=Future)
 
 
 @dataclass
 class BatcherStats:
-    batches: int = 0
-    requests: int = 0
-    submissions: int = 0
+    batches: int = 0  # backend calls that succeeded
+    requests: int = 0  # requests answered
+    submissions: int = 0  # generate calls answered
     largest_batch: int = 0
-    expired: int = 0
-    failed_batches: int = 0
+    expired: int = 0  # submissions dropped because their deadline passed
+    cancelled: int = 0  # submissions dropped because their caller gave up
+    not_started: int = 0  # work skipped because its caller gave up before it began
+    dropped_requests: int = 0  # requests never run because of the three above
+    failed_batches: int = 0  # backend calls that raised
+    rerun_alone: int = 0  # submissions re-run on their own after a merged call raised
     busy_s: float = 0.0
 
 
@@ -69,8 +128,11 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.stats = BatcherStats()
-        self._queue: deque[_Submission] = deque()
+        self._queue: deque[_Chunk] = deque()
+        self._line: deque[_Submission] = deque()  # submissions waiting for queue room, in arrival order
         self._queued = 0  # requests waiting
+        self._subs: set[_Submission] = set()  # generate calls not yet returned
+        self._drain = True
         self._cond = threading.Condition()
         self._closed = False
         self._local = threading.local()
@@ -81,28 +143,112 @@ class MicroBatcher:
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         if not requests:
             return []
-        sub = _Submission(list(requests), getattr(self._local, "deadline", None))
+        ticket: Ticket = getattr(self._local, "ticket", None) or Ticket()
+        sub = _Submission(list(requests), ticket, [None] * len(requests), unanswered=len(requests))
         with self._cond:
             if self._closed:
                 raise Closed("the server is shutting down")
-            if self._queued + len(sub.requests) > self.max_queue:
-                raise Overloaded(
-                    f"{self._queued} requests already wait for the model (limit {self.max_queue})"
-                )
-            self._queue.append(sub)
-            self._queued += len(sub.requests)
-            self._cond.notify_all()
-        return sub.future.result()
+            if ticket.given_up:
+                self.stats.not_started += 1
+                self.stats.dropped_requests += len(sub.requests)
+                raise self._give_up_error(ticket)
+            ticket.started = True
+            self._subs.add(sub)
+            try:
+                self._feed_until_answered(sub)
+            finally:
+                self._subs.discard(sub)
+                self._cond.notify_all()
+        if sub.error is not None:
+            raise sub.error
+        return [c for c in sub.results if c is not None]
+
+    def _feed_until_answered(self, sub: _Submission) -> None:
+        """Queue ``sub`` chunk by chunk as room frees up; return once answered, failed or given up."""
+        ticket = sub.ticket
+        while not sub.finished:
+            if self._admit(sub):
+                continue
+            if ticket.given_up:
+                self._drop(sub, expired=not ticket.cancelled)
+                sub.error = self._give_up_error(ticket)
+                return
+            if self._closed and not self._thread.is_alive():
+                sub.error = Closed("the server shut down before this request ran")
+                return
+            self._cond.wait(ticket.remaining())
+
+    def _admit(self, sub: _Submission) -> bool:
+        """Queue the next chunk of ``sub`` if less than a chunk of it waits and its turn for room has come.
+
+        Up to two chunks of one caller may wait, so the worker can fill a batch after splitting a chunk.
+        """
+        if sub.next >= len(sub.requests) or sub.queued >= self.max_batch or sub.ticket.given_up:
+            return False
+        if self._closed and not self._drain:
+            return False
+        size = min(self.max_batch, self.max_queue, len(sub.requests) - sub.next)
+        first_in_line = not self._line or self._line[0] is sub
+        if self._queued + size > self.max_queue or not first_in_line:
+            if not sub.waiting:  # the queue is full (or others already wait for room): take a place in line
+                sub.waiting = sub.ticket.waited_for_room = True
+                self._line.append(sub)
+            return False
+        if sub.waiting:
+            self._line.popleft()
+            sub.waiting = False
+        self._queue.append(_Chunk(sub, sub.next, sub.next + size))
+        sub.next += size
+        sub.queued += size
+        sub.ticket.admitted += size
+        self._queued += size
+        self._cond.notify_all()
+        return True
+
+    def _drop(self, sub: _Submission, *, expired: bool) -> None:
+        """Forget every queued or unqueued request of ``sub`` (under the lock)."""
+        kept = deque(c for c in self._queue if c.sub is not sub)
+        self._queued -= sub.queued
+        self._queue = kept
+        if sub.waiting:
+            self._line.remove(sub)
+            sub.waiting = False
+        self.stats.dropped_requests += sub.queued + len(sub.requests) - sub.next
+        sub.queued = 0
+        sub.next = len(sub.requests)
+        if expired:
+            self.stats.expired += 1
+        else:
+            self.stats.cancelled += 1
+        self._cond.notify_all()
+
+    @staticmethod
+    def _give_up_error(ticket: Ticket) -> Rmr1Error:
+        if ticket.cancelled:
+            return Cancelled("the client gave up; its queued work was dropped")
+        if ticket.admitted == 0 and ticket.waited_for_room:
+            return Overloaded("the model's queue stayed full for the whole request deadline")
+        return DeadlineExceeded("the request reached its deadline (timeout) before the model answered")
 
     @contextlib.contextmanager
-    def deadline(self, seconds: float) -> Iterator[None]:
-        """Give up on this thread's queued requests after ``seconds``."""
-        previous = getattr(self._local, "deadline", None)
-        self._local.deadline = time.monotonic() + seconds
+    def watch(self, ticket: Ticket) -> Iterator[Ticket]:
+        """Make ``ticket`` this thread's claim for the calls inside the block."""
+        previous = getattr(self._local, "ticket", None)
+        self._local.ticket = ticket
         try:
-            yield
+            yield ticket
         finally:
-            self._local.deadline = previous
+            self._local.ticket = previous
+
+    def deadline(self, seconds: float) -> contextlib.AbstractContextManager[Ticket]:
+        """Give up on this thread's queued requests after ``seconds``."""
+        return self.watch(Ticket.within(seconds))
+
+    def cancel(self, ticket: Ticket) -> None:
+        """The caller gave up: drop its queued chunks now and start none of its later work."""
+        with self._cond:
+            ticket.cancelled = True
+            self._cond.notify_all()  # its waiting thread wakes, drops its chunks and returns
 
     @property
     def pending(self) -> int:
@@ -118,72 +264,119 @@ class MicroBatcher:
             if batch:
                 self._run(batch)
 
-    def _next_batch(self) -> list[_Submission] | None:
+    def _next_batch(self) -> list[_Chunk] | None:
         """Wait for work, then for the window to fill; None once closed and drained."""
         with self._cond:
             while not self._queue:
-                if self._closed:
+                if self._closed and not self._subs:
                     return None
-                self._cond.wait()
-            while self._queued < self.max_batch and not self._closed:
+                self._cond.wait(0.5 if self._closed else None)
+            while self._queued < self.max_batch and not self._closed and self._queue:
                 remaining = self.window_s - (time.monotonic() - self._queue[0].arrived)
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
             return self._take()
 
-    def _take(self) -> list[_Submission]:
-        taken: list[_Submission] = []
+    def _take(self) -> list[_Chunk]:
+        """Up to ``max_batch`` queued requests in arrival order, splitting the last chunk if need be."""
+        taken: list[_Chunk] = []
         size = 0
-        now = time.monotonic()
-        while self._queue:
-            sub = self._queue[0]
-            if taken and size + len(sub.requests) > self.max_batch:
-                break
-            self._queue.popleft()
-            self._queued -= len(sub.requests)
-            if sub.deadline is not None and now > sub.deadline:
-                self.stats.expired += 1
-                sub.future.set_exception(DeadlineExceeded("the request waited past its deadline"))
+        while self._queue and size < self.max_batch:
+            chunk = self._queue[0]
+            room = self.max_batch - size
+            if chunk.end - chunk.start > room:
+                part = _Chunk(chunk.sub, chunk.start, chunk.start + room, chunk.arrived)
+                chunk.start += room
+            else:
+                part = self._queue.popleft()
+            n = part.end - part.start
+            part.sub.queued -= n
+            self._queued -= n
+            if part.sub.ticket.given_up or part.sub.finished:
+                self.stats.dropped_requests += n  # its caller wakes, counts the give-up and leaves
                 continue
-            taken.append(sub)
-            size += len(sub.requests)
+            taken.append(part)
+            size += n
+        self._cond.notify_all()  # callers whose chunk was taken may queue their next one
         return taken
 
-    def _run(self, batch: list[_Submission]) -> None:
-        requests = [r for sub in batch for r in sub.requests]
+    def _call(self, chunks: Sequence[_Chunk]) -> list[Completion]:
+        requests = [r for c in chunks for r in c.sub.requests[c.start : c.end]]
         started = time.perf_counter()
         try:
             completions = self.backend.generate(requests)
-            if len(completions) != len(requests):
-                raise RuntimeError(
-                    f"backend returned {len(completions)} completions for {len(requests)} requests"
-                )
-        except Exception as exc:  # every waiting caller hears of the failure; the worker lives on
-            self.stats.failed_batches += 1
-            for sub in batch:
-                sub.future.set_exception(exc)
-            return
         finally:
             self.stats.busy_s += time.perf_counter() - started
+        if len(completions) != len(requests):
+            raise RuntimeError(
+                f"backend returned {len(completions)} completions for {len(requests)} requests"
+            )
+        return completions
+
+    def _run(self, batch: list[_Chunk]) -> None:
+        try:
+            completions = self._call(batch)
+        except Exception as exc:  # reported to the callers; the worker lives on
+            self.stats.failed_batches += 1
+            owners = list(dict.fromkeys(c.sub for c in batch))
+            if len(owners) == 1:
+                self._finish(batch, None, exc)
+                return
+            for owner in owners:  # one bad request must not fail the other callers: re-run each alone
+                self.stats.rerun_alone += 1
+                mine = [c for c in batch if c.sub is owner]
+                try:
+                    self._finish(mine, self._call(mine), None)
+                except Exception as alone:
+                    self.stats.failed_batches += 1
+                    self._finish(mine, None, alone)
+            return
         self.stats.batches += 1
-        self.stats.requests += len(requests)
-        self.stats.submissions += len(batch)
-        self.stats.largest_batch = max(self.stats.largest_batch, len(requests))
-        start = 0
-        for sub in batch:
-            sub.future.set_result(completions[start : start + len(sub.requests)])
-            start += len(sub.requests)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(completions))
+        self._finish(batch, completions, None)
+
+    def _finish(
+        self, chunks: Sequence[_Chunk], completions: list[Completion] | None, error: BaseException | None
+    ) -> None:
+        with self._cond:
+            at = 0
+            for c in chunks:
+                sub, n = c.sub, c.end - c.start
+                if error is not None:
+                    if sub.error is None:
+                        sub.error = error
+                        self._drop_rest(sub)
+                    continue
+                assert completions is not None
+                sub.results[c.start : c.end] = completions[at : at + n]
+                at += n
+                sub.unanswered -= n
+                self.stats.requests += n
+                if sub.unanswered == 0:
+                    self.stats.submissions += 1
+            self._cond.notify_all()
+
+    def _drop_rest(self, sub: _Submission) -> None:
+        """A failed submission's other chunks are not worth running (under the lock)."""
+        self._queue = deque(c for c in self._queue if c.sub is not sub)
+        self._queued -= sub.queued
+        sub.queued = 0
+        sub.next = len(sub.requests)
+        if sub.waiting:
+            self._line.remove(sub)
+            sub.waiting = False
 
     def close(self, *, drain: bool = True, timeout: float | None = 30.0) -> None:
-        """Stop taking work; finish what is queued (``drain``) or fail it with ``Closed``."""
+        """Stop taking work; finish what is under way (``drain``) or fail it with ``Closed``."""
         with self._cond:
             self._closed = True
+            self._drain = drain
             if not drain:
-                while self._queue:
-                    sub = self._queue.popleft()
-                    sub.future.set_exception(Closed("the server shut down before this request ran"))
-                self._queued = 0
+                for sub in self._subs:
+                    if not sub.finished:
+                        sub.error = Closed("the server shut down before this request ran")
+                        self._drop_rest(sub)
             self._cond.notify_all()
         self._thread.join(timeout)
 
@@ -192,4 +385,12 @@ class MicroBatcher:
         return self._closed
 
 
-__all__ = ["BatcherStats", "Closed", "DeadlineExceeded", "MicroBatcher", "Overloaded"]
+__all__ = [
+    "BatcherStats",
+    "Cancelled",
+    "Closed",
+    "DeadlineExceeded",
+    "MicroBatcher",
+    "Overloaded",
+    "Ticket",
+]

@@ -18,7 +18,7 @@ import time
 import uuid
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from rmr1.errors import InputError
 from rmr1.rewards import prompt_messages
@@ -93,9 +93,9 @@ def chat_routes(app: FastAPI, service: Service, auth: list[Any]) -> None:
     created = int(time.time())
 
     @app.post("/v1/chat/completions", response_model=s.ChatResponse, dependencies=auth, tags=["openai"])
-    async def chat_completions(body: s.ChatRequest) -> s.ChatResponse:
+    async def chat_completions(body: s.ChatRequest, request: Request) -> s.ChatResponse:
         requests = chat_requests(body, service)
-        completions = await service.run(lambda: service.batcher.generate(requests))
+        completions = await service.run(lambda: service.batcher.generate(requests), request)
         return chat_response(completions, model)
 
     @app.get("/v1/models", response_model=s.ModelList, dependencies=auth, tags=["openai"])

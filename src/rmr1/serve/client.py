@@ -2,8 +2,12 @@
 apart from the judge: a TRL or veRL trainer on one machine, the judge on another (or in another process).
 
 One call sends every group in one request; the server judges them together (one backend call per tournament
-round). Connection failures and 5xx answers are retried with a short backoff; a 4xx answer is the caller's
-fault and raises ``InputError`` with the server's reason at once.
+round). A reward call survives a server restart: a connection failure (refused, reset, dropped mid-answer)
+or a 502/503/429 is retried with bounded, jittered exponential backoff (a ``Retry-After`` is honoured up to
+the cap). The whole request is sent again, which is safe because scoring is stateless on the server: the
+caller gets each group's reward exactly once, in order, or one ``BackendError``. A 4xx is the caller's fault
+and raises ``InputError`` at once; a 500 (a fault of the judge) and a 504 (the work is over the server's
+timeout) would fail again the same way and raise ``BackendError`` at once.
 """
 
 from __future__ import annotations
@@ -13,8 +17,21 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
+
+from rmr1.backends.openai import RetryPolicy, parse_retry_after
 from rmr1.errors import BackendError, InputError
 from rmr1.rewards import Group, GroupScore
+
+_RETRY_STATUS = frozenset({429, 502, 503})
+# A read that timed out is not retried: the server may still be working on it, and a slow server stays slow.
+_RETRY_TRANSPORT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
 
 
 def _group_json(group: Group) -> dict[str, Any]:
@@ -34,69 +51,102 @@ def _reason(response: Any) -> str:
         return response.text[:200]
 
 
+class _Again:
+    """An attempt that another attempt may mend."""
+
+    def __init__(self, why: str, retry_after: float | None = None) -> None:
+        self.why, self.retry_after = why, retry_after
+
+
 class RemoteScorer:
     """Scores groups on a server: ``RemoteScorer("http://127.0.0.1:8000", token=...)``."""
 
     def __init__(
-        self, base_url: str, *, token: str | None = None, timeout: float = 600.0, retries: int = 2
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 600.0,  # seconds for one attempt (connect, send, judge, answer)
+        retries: int = 10,  # attempts after the first; at the defaults about 30-60 s of waiting in all
+        backoff: float = 0.5,  # seconds before the first retry; doubles each time
+        max_backoff: float = 10.0,  # cap on any single wait, a server's Retry-After included
     ) -> None:
+        if timeout <= 0 or retries < 0 or backoff < 0 or max_backoff < 0:
+            raise InputError("RemoteScorer: timeout must be positive, retries and backoffs not negative")
         self.url = base_url.rstrip("/") + "/v1/score"
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout = timeout
-        self.retries = retries
-        self.requests = 0
+        self.policy = RetryPolicy(max_retries=retries, backoff=backoff, max_backoff=max_backoff)
+        self.requests = 0  # HTTP attempts made
+        self.retried = 0  # attempts that failed and were tried again
 
     def _body(self, groups: Sequence[Group], method: str) -> dict[str, Any]:
         return {"groups": [_group_json(g) for g in groups], "method": method}
 
-    def _parse(self, response: Any, groups: Sequence[Group]) -> list[GroupScore] | None:
-        """Scores on success, None for a retryable failure; raises for a 4xx."""
-        if response.status_code >= 500:
-            return None
-        if response.status_code >= 400:
-            raise InputError(f"judge server answered {response.status_code}: {_reason(response)}")
+    def _outcome(self, response: httpx.Response, groups: Sequence[Group]) -> list[GroupScore] | _Again:
+        """Scores on success, ``_Again`` for a failure worth retrying; raises for the rest."""
+        status = response.status_code
+        if status in _RETRY_STATUS:
+            return _Again(
+                f"{status}: {_reason(response)}", parse_retry_after(response.headers.get("retry-after"))
+            )
+        if 400 <= status < 500:
+            raise InputError(f"judge server answered {status}: {_reason(response)}")
+        if status >= 500:
+            raise BackendError(f"judge server at {self.url} answered {status}: {_reason(response)}")
         results = response.json()["results"]
         if len(results) != len(groups):
             raise BackendError(f"judge server returned {len(results)} results for {len(groups)} groups")
         return [GroupScore.from_dict(r) for r in results]
 
-    def score(self, groups: Sequence[Group], method: str) -> list[GroupScore]:
-        import httpx
+    def _wait(self, attempt: int, again: _Again) -> float | None:
+        """Seconds to sleep before the next attempt, or None when the retries are spent."""
+        if attempt >= self.policy.max_retries:
+            return None
+        self.retried += 1
+        return self.policy.delay(attempt, again.retry_after)
 
+    def _gave_up(self, again: _Again) -> BackendError:
+        tries = self.policy.max_retries + 1
+        return BackendError(f"judge server at {self.url} failed after {tries} tries (last: {again.why})")
+
+    def score(self, groups: Sequence[Group], method: str) -> list[GroupScore]:
         if not groups:
             return []
-        last = "no attempt"
+        body = self._body(groups, method)
         with httpx.Client(timeout=self.timeout, headers=self.headers) as client:
-            for attempt in range(self.retries + 1):
+            for attempt in range(self.policy.max_retries + 1):
+                self.requests += 1
                 try:
-                    self.requests += 1
-                    parsed = self._parse(client.post(self.url, json=self._body(groups, method)), groups)
-                    if parsed is not None:
-                        return parsed
-                    last = "server error"
-                except httpx.TransportError as exc:
-                    last = f"{type(exc).__name__}: {exc}"
-                time.sleep(0.5 * (attempt + 1))
-        raise BackendError(f"judge server at {self.url} failed after {self.retries + 1} tries ({last})")
+                    outcome = self._outcome(client.post(self.url, json=body), groups)
+                except _RETRY_TRANSPORT as exc:
+                    outcome = _Again(f"{type(exc).__name__}: {exc}")
+                if not isinstance(outcome, _Again):
+                    return outcome
+                pause = self._wait(attempt, outcome)
+                if pause is None:
+                    raise self._gave_up(outcome)
+                time.sleep(pause)
+        raise AssertionError("unreachable")
 
     async def ascore(self, groups: Sequence[Group], method: str) -> list[GroupScore]:
-        import httpx
-
         if not groups:
             return []
-        last = "no attempt"
+        body = self._body(groups, method)
         async with httpx.AsyncClient(timeout=self.timeout, headers=self.headers) as client:
-            for attempt in range(self.retries + 1):
+            for attempt in range(self.policy.max_retries + 1):
+                self.requests += 1
                 try:
-                    self.requests += 1
-                    parsed = self._parse(await client.post(self.url, json=self._body(groups, method)), groups)
-                    if parsed is not None:
-                        return parsed
-                    last = "server error"
-                except httpx.TransportError as exc:
-                    last = f"{type(exc).__name__}: {exc}"
-                await asyncio.sleep(0.5 * (attempt + 1))
-        raise BackendError(f"judge server at {self.url} failed after {self.retries + 1} tries ({last})")
+                    outcome = self._outcome(await client.post(self.url, json=body), groups)
+                except _RETRY_TRANSPORT as exc:
+                    outcome = _Again(f"{type(exc).__name__}: {exc}")
+                if not isinstance(outcome, _Again):
+                    return outcome
+                pause = self._wait(attempt, outcome)
+                if pause is None:
+                    raise self._gave_up(outcome)
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
 
 
 __all__ = ["RemoteScorer"]

@@ -2,11 +2,13 @@
 
 Every error leaves as ``{"error": {"message", "type", "code"}}`` (the OpenAI error shape, which the ``openai``
 client reads), with a status a client can act on: 400 bad input, 401 token, 413 too large, 422 schema,
-503 overloaded or shutting down, 504 timed out, 500 only for a fault of rmr1's own (and then the reason).
+503 overloaded or shutting down, 504 timed out, 499 the client went away, 500 only for a fault of rmr1's own
+(and then the reason).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -15,11 +17,11 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rmr1.errors import ConfigError, InputError, Rmr1Error
-from rmr1.serve.batcher import Closed, DeadlineExceeded, Overloaded
+from rmr1.serve.batcher import Cancelled, Closed, DeadlineExceeded, Overloaded
 
 log = logging.getLogger("rmr1.serve")
 
@@ -35,6 +37,7 @@ _TYPES = {
     404: "not_found_error",
     405: "invalid_request_error",
     413: "request_too_large",
+    499: "client_closed_request",
     422: "invalid_request_error",
     503: "overloaded_error",
     504: "timeout_error",
@@ -132,6 +135,42 @@ def bearer_check(token: str | None) -> Callable[[Request], Awaitable[None]]:
     return check
 
 
+def _inline_json(data: Any) -> str:
+    """JSON safe inside a <script> element."""
+    return json.dumps(data).replace("</", "<\\/")
+
+
+def protected_docs(app: FastAPI, auth: list[Any]) -> None:
+    """``/openapi.json``, ``/docs`` and ``/redoc`` behind the token (FastAPI's own would be open to anyone).
+
+    The two pages carry the schema inline, since the browser's own fetch of /openapi.json has no token.
+    """
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=auth)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=auth)
+    async def docs() -> HTMLResponse:
+        page = get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_ui_parameters={"spec": app.openapi()},
+        )
+        return HTMLResponse(page.body)
+
+    @app.get("/redoc", include_in_schema=False, dependencies=auth)
+    async def redoc() -> HTMLResponse:
+        return HTMLResponse(
+            f"<!DOCTYPE html><html><head><title>{app.title} - ReDoc</title><meta charset='utf-8'></head>"
+            "<body><div id='redoc'></div>"
+            "<script src='https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js'></script>"
+            f"<script>Redoc.init({_inline_json(app.openapi())}, {{}}, document.getElementById('redoc'))"
+            "</script></body></html>"
+        )
+
+
 def _validation_reason(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
@@ -158,6 +197,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(400, str(exc))
         if isinstance(exc, DeadlineExceeded):
             return error_response(504, str(exc))
+        if isinstance(exc, Cancelled):  # nobody reads it; the status keeps access logs honest
+            return error_response(499, str(exc))
         if isinstance(exc, (Overloaded, Closed)):
             return error_response(503, str(exc), {"Retry-After": "1"})
         log.exception("judge failure on %s", request.url.path)
@@ -165,8 +206,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _fault(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):  # distinct classes before Python 3.11
+            return error_response(504, f"timed out: {type(exc).__name__}")
         log.exception("unexpected failure on %s", request.url.path)
         return error_response(500, f"internal error: {type(exc).__name__}: {str(exc)[:300]}")
 
 
-__all__ = ["BodyLimit", "TooLarge", "bearer_check", "error_body", "error_response", "install_error_handlers"]
+__all__ = [
+    "BodyLimit",
+    "TooLarge",
+    "bearer_check",
+    "error_body",
+    "error_response",
+    "install_error_handlers",
+    "protected_docs",
+]

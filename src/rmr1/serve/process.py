@@ -43,21 +43,30 @@ class ServerProcess:
         ready_timeout: float = 300.0,
         log: Path | None = None,
     ) -> ServerProcess:
-        """Start the server with ``args`` (serve options) and wait until /health answers."""
+        """Start ``rmr1 serve`` with ``args`` (serve options) and wait until /health answers."""
+        port = port or free_port()
+        argv = [sys.executable, "-m", "rmr1", "serve", "--port", str(port), *args, "--log-level", "warning"]
+        return cls.launch(argv, port=port, env=env, ready_timeout=ready_timeout, log=log)
+
+    @classmethod
+    def launch(
+        cls,
+        argv: Sequence[str],
+        *,
+        port: int,
+        env: dict[str, str] | None = None,
+        ready_timeout: float = 300.0,
+        log: Path | None = None,
+    ) -> ServerProcess:
+        """Run ``argv`` (any command that serves the app on 127.0.0.1:``port``) and wait until /health answers."""
         import tempfile
 
-        port = port or free_port()
         log = log or Path(tempfile.mkstemp(prefix="rmr1-serve-", suffix=".log")[1])
         child_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
         src = str(Path(__file__).resolve().parents[2])  # this checkout's code, whatever the venv points at
         child_env["PYTHONPATH"] = os.pathsep.join(x for x in (src, child_env.get("PYTHONPATH")) if x)
-        with open(log, "wb") as handle:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "rmr1", "serve", "--port", str(port), *args, "--log-level", "warning"],
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                env=child_env,
-            )
+        with open(log, "ab") as handle:
+            proc = subprocess.Popen(list(argv), stdout=handle, stderr=subprocess.STDOUT, env=child_env)
         server = cls(proc, f"http://127.0.0.1:{port}", log)
         server.wait_ready(ready_timeout)
         return server
@@ -103,6 +112,12 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+    def kill(self) -> int:
+        """SIGKILL: the process dies mid-work, as in a crash or an OOM kill."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.proc.wait()
 
     def __enter__(self) -> ServerProcess:
         return self

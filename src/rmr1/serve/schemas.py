@@ -226,8 +226,12 @@ class BatcherOut(BaseModel):
     batches: int
     requests: int
     largest_batch: int
-    expired: int
+    expired: int = Field(description="submissions dropped at their deadline")
+    cancelled: int = Field(description="submissions dropped because their client gave up")
+    not_started: int = Field(description="requests not begun because their client had already given up")
+    dropped_requests: int = Field(description="backend requests never run because of the three above")
     failed_batches: int
+    rerun_alone: int = Field(description="submissions re-run on their own after a merged model call raised")
     busy_s: float
 
 
