@@ -12,15 +12,13 @@ timeout) would fail again the same way and raise ``BackendError`` at once.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
-from rmr1.backends.openai import RetryPolicy, parse_retry_after
 from rmr1.errors import BackendError, InputError
+from rmr1.retry import RetriesExhausted, Retry, RetryPolicy, aretry, parse_retry_after, retry
 from rmr1.rewards import Group, GroupScore
 
 _RETRY_STATUS = frozenset({429, 502, 503})
@@ -51,13 +49,6 @@ def _reason(response: Any) -> str:
         return response.text[:200]
 
 
-class _Again:
-    """An attempt that another attempt may mend."""
-
-    def __init__(self, why: str, retry_after: float | None = None) -> None:
-        self.why, self.retry_after = why, retry_after
-
-
 class RemoteScorer:
     """Scores groups on a server: ``RemoteScorer("http://127.0.0.1:8000", token=...)``."""
 
@@ -83,11 +74,11 @@ class RemoteScorer:
     def _body(self, groups: Sequence[Group], method: str) -> dict[str, Any]:
         return {"groups": [_group_json(g) for g in groups], "method": method}
 
-    def _outcome(self, response: httpx.Response, groups: Sequence[Group]) -> list[GroupScore] | _Again:
-        """Scores on success, ``_Again`` for a failure worth retrying; raises for the rest."""
+    def _outcome(self, response: httpx.Response, groups: Sequence[Group]) -> list[GroupScore]:
+        """Scores on success; ``Retry`` for a failure worth retrying; raises for the rest."""
         status = response.status_code
         if status in _RETRY_STATUS:
-            return _Again(
+            raise Retry(
                 f"{status}: {_reason(response)}", parse_retry_after(response.headers.get("retry-after"))
             )
         if 400 <= status < 500:
@@ -99,54 +90,54 @@ class RemoteScorer:
             raise BackendError(f"judge server returned {len(results)} results for {len(groups)} groups")
         return [GroupScore.from_dict(r) for r in results]
 
-    def _wait(self, attempt: int, again: _Again) -> float | None:
-        """Seconds to sleep before the next attempt, or None when the retries are spent."""
-        if attempt >= self.policy.max_retries:
-            return None
-        self.retried += 1
-        return self.policy.delay(attempt, again.retry_after)
-
-    def _gave_up(self, again: _Again) -> BackendError:
-        tries = self.policy.max_retries + 1
-        return BackendError(f"judge server at {self.url} failed after {tries} tries (last: {again.why})")
+    def _gave_up(self, exc: RetriesExhausted) -> BackendError:
+        return BackendError(f"judge server at {self.url} failed after {exc.attempts} tries (last: {exc.why})")
 
     def score(self, groups: Sequence[Group], method: str) -> list[GroupScore]:
         if not groups:
             return []
         body = self._body(groups, method)
         with httpx.Client(timeout=self.timeout, headers=self.headers) as client:
-            for attempt in range(self.policy.max_retries + 1):
+            tries = 0
+
+            def attempt() -> list[GroupScore]:
+                nonlocal tries
                 self.requests += 1
+                tries += 1
+                self.retried += tries > 1  # every attempt after a call's first is a retry
                 try:
-                    outcome = self._outcome(client.post(self.url, json=body), groups)
+                    response = client.post(self.url, json=body)
                 except _RETRY_TRANSPORT as exc:
-                    outcome = _Again(f"{type(exc).__name__}: {exc}")
-                if not isinstance(outcome, _Again):
-                    return outcome
-                pause = self._wait(attempt, outcome)
-                if pause is None:
-                    raise self._gave_up(outcome)
-                time.sleep(pause)
-        raise AssertionError("unreachable")
+                    raise Retry(f"{type(exc).__name__}: {exc}") from None
+                return self._outcome(response, groups)
+
+            try:
+                return retry(attempt, self.policy)
+            except RetriesExhausted as exc:
+                raise self._gave_up(exc) from None
 
     async def ascore(self, groups: Sequence[Group], method: str) -> list[GroupScore]:
         if not groups:
             return []
         body = self._body(groups, method)
         async with httpx.AsyncClient(timeout=self.timeout, headers=self.headers) as client:
-            for attempt in range(self.policy.max_retries + 1):
+            tries = 0
+
+            async def attempt() -> list[GroupScore]:
+                nonlocal tries
                 self.requests += 1
+                tries += 1
+                self.retried += tries > 1
                 try:
-                    outcome = self._outcome(await client.post(self.url, json=body), groups)
+                    response = await client.post(self.url, json=body)
                 except _RETRY_TRANSPORT as exc:
-                    outcome = _Again(f"{type(exc).__name__}: {exc}")
-                if not isinstance(outcome, _Again):
-                    return outcome
-                pause = self._wait(attempt, outcome)
-                if pause is None:
-                    raise self._gave_up(outcome)
-                await asyncio.sleep(pause)
-        raise AssertionError("unreachable")
+                    raise Retry(f"{type(exc).__name__}: {exc}") from None
+                return self._outcome(response, groups)
+
+            try:
+                return await aretry(attempt, self.policy)
+            except RetriesExhausted as exc:
+                raise self._gave_up(exc) from None
 
 
 __all__ = ["RemoteScorer"]
