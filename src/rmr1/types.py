@@ -156,6 +156,7 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    logprobs: bool = False  # ask for token log-probabilities, so the verdict's P(A) can be read (p_a)
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ class Completion:
     latency_s: float = 0.0
     reasoning: str | None = None
     error: str | None = None
+    p_a: float | None = None  # P(A) at the verdict slot, from the two verdict tokens (rmr1.probability)
 
     @property
     def full_text(self) -> str:
@@ -216,13 +218,25 @@ class Judgment:
     latency_s: float = 0.0
     parse_error: str | None = None
     neutralised: bool = False
+    p_a: float | None = None  # P(A) at the verdict slot; None (absent from the JSON line) when not read
+    forced: bool = False  # the verdict was read by forcing the verdict prefix after the trace
 
     @property
     def key(self) -> tuple[str, int, str, int]:
         return (self.item_id, self.pair, self.order, self.sample)
 
+    @property
+    def p_preferred(self) -> float | None:
+        """P(the preferred response wins), order-corrected from ``p_a``."""
+        if self.p_a is None:
+            return None
+        return self.p_a if self.order == "AB" else 1.0 - self.p_a
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["p_a"] is None:
+            del data["p_a"]  # CONTRACTS.md: absent when the backend gave no log-probabilities
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Judgment:

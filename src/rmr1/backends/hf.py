@@ -13,11 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rmr1.errors import ModelLoadError
 from rmr1.models import resolve_model
 from rmr1.types import Completion, GenerationRequest, SamplingParams
+
+if TYPE_CHECKING:
+    from rmr1.probability import VerdictRead
 
 
 def cpu_supports_bf16() -> bool:
@@ -75,6 +78,8 @@ class _Prepared:
 
 class HFBackend:
     """Local generation with transformers. ``batch_size`` caps rows per forward batch."""
+
+    supports_logprobs = True  # verdict probabilities by a forward pass (rmr1.probability.hf_read)
 
     def __init__(
         self,
@@ -168,3 +173,10 @@ class HFBackend:
             completion_tokens=used,
             latency_s=latency,
         )
+
+    def read_verdicts(self, reads: Sequence[VerdictRead]) -> list[float | None]:
+        """P(A) at the token after each read's prefix (rmr1.probability)."""
+        from rmr1.probability import hf_read
+
+        rows = [(self.prompt_ids(r.request), r.prefix) for r in reads]
+        return hf_read(self.model, self.tokenizer, rows, device=self.device, batch_size=self.batch_size)

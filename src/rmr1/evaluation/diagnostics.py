@@ -8,6 +8,9 @@
   an order has no decision are left out (they already count as parse failures); null when none qualifies.
 - ``a_rate``: parsed verdicts saying A / parsed verdicts.
 - ``mean_completion_tokens``: over calls that returned (failed calls have no tokens).
+- ``forced_rate`` (runs with ``--verdict forced``): judgments whose verdict was forced / judgments. Forced
+  verdicts count as parsed here (``parse_failure_rate``, ``a_rate``, ``position_consistency``); the scores see
+  them as unparsed unless ``score_forced``.
 
 Memory stays flat: a pair's judgments are held only until both orders have all their samples, which in a run's
 log is a few lines later.
@@ -29,8 +32,10 @@ def _share(part: int, whole: int) -> float | None:
 class Diagnostics:
     """Feed judgments with ``add``; read the numbers with ``result``."""
 
-    def __init__(self, *, both_orders: bool, samples: int) -> None:
+    def __init__(self, *, both_orders: bool, samples: int, forced: bool = False) -> None:
         self.both_orders = both_orders
+        self.report_forced = forced
+        self.forced = 0
         self.samples = samples
         self.count = self.unparsed = self.truncated = self.errors = 0
         self.parsed = self.said_a = 0
@@ -40,6 +45,7 @@ class Diagnostics:
 
     def add(self, j: Judgment) -> None:
         self.count += 1
+        self.forced += j.forced
         if j.verdict is None:
             self.unparsed += 1
         else:
@@ -69,6 +75,7 @@ class Diagnostics:
         for group in self._pending.values():  # pairs with missing samples: compare what is there
             self._compare(group)
         self._pending.clear()
+        extra = {"forced_rate": _share(self.forced, self.count)} if self.report_forced else {}
         return {
             "judgments": self.count,
             "parse_failure_rate": _share(self.unparsed, self.count),
@@ -77,6 +84,7 @@ class Diagnostics:
             "position_consistency": _share(self.consistent, self.compared),
             "a_rate": _share(self.said_a, self.parsed),
             "mean_completion_tokens": (self.tokens / self.returned) if self.returned else None,
+            **extra,
         }
 
     def tap(self, judgments: Iterable[Judgment]) -> Iterator[Judgment]:

@@ -1,0 +1,207 @@
+"""Verdict probabilities: the slot, the two-token read, the verdict modes in the judge, and the hf read checked
+against a softmax computed here from the model's own logits."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from rmr1.backends.mock import MockBackend
+from rmr1.errors import ConfigError
+from rmr1.judge import Judge, JudgeConfig, vote
+from rmr1.probability import (
+    VerdictRead,
+    forced_prefix,
+    p_a_from_tokens,
+    p_a_from_top,
+    two_way,
+    verdict_slot,
+)
+from rmr1.types import GenerationRequest, Judgment, Message, PreferencePair
+
+V = "<answer>[[{}]]</answer>"
+
+
+@pytest.mark.parametrize(
+    ("text", "letter"),
+    [
+        (V.format("A"), "A"),
+        ("<eval>x</eval>\n" + V.format("B"), "B"),
+        # the last answer tag wins
+        (V.format("A") + " then " + V.format("B"), "B"),
+        # a verdict inside a quoted response is not the judge's
+        ("<quote_A>" + V.format("B") + "</quote_A>\n" + V.format("A"), "A"),
+        # an unclosed quote runs to the end: nothing after it counts
+        (V.format("A") + "<quote_B>" + V.format("B"), "A"),
+        # only the final section, after the last </think>, counts
+        ("<think>" + V.format("B") + "</think>" + V.format("A"), "A"),
+        # spacing and case forgiven, as the strict parser does
+        ("< answer > [[ b ]]</answer>", "b"),
+        # the verdict prefix alone is a slot too (the letter is still to come in a forced read)
+        ("trace\n<answer>[[A", "A"),
+    ],
+)
+def test_verdict_slot_points_at_the_letter(text: str, letter: str) -> None:
+    slot = verdict_slot(text)
+    assert slot is not None and text[slot] == letter
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no verdict at all",
+        "<think>" + V.format("A"),  # an unfinished thought has no verdict
+        "<quote_A>" + V.format("A") + "</quote_A>",  # only a quoted one
+        "<answer>A</answer>",  # no brackets
+    ],
+)
+def test_verdict_slot_none(text: str) -> None:
+    assert verdict_slot(text) is None
+
+
+def test_two_way_is_the_two_token_softmax() -> None:
+    assert two_way(math.log(0.3), math.log(0.1)) == pytest.approx(0.75)
+    assert two_way(-1000.0, -1001.0) == pytest.approx(1 / (1 + math.exp(-1)))
+    assert two_way(0.0, -math.inf) == 1.0 and two_way(-math.inf, 0.0) == 0.0
+    assert two_way(-2.0, -2.0) == 0.5
+
+
+def test_forced_prefix_closes_an_open_thought() -> None:
+    assert forced_prefix("<eval>x</eval>") == "<eval>x</eval>\n<answer>[["
+    assert forced_prefix("<think>still thinking") == "<think>still thinking\n</think>\n<answer>[["
+    assert forced_prefix("") == "<answer>[["
+
+
+def test_p_a_from_tokens_finds_the_letter_token_by_offsets() -> None:
+    # "[[B" is one token here: the alternative is "[[A" in its top list.
+    tokens = [
+        ("<answer>", -0.1, {}),
+        ("[[B", math.log(0.6), {"[[B": math.log(0.6), "[[A": math.log(0.2)}),
+        ("]]</answer>", -0.01, {}),
+    ]
+    assert p_a_from_tokens(tokens) == pytest.approx(0.25)
+    split = [("<answer>[[", -0.1, {}), ("A", math.log(0.9), {"A": math.log(0.9)}), ("]]", 0.0, {})]
+    assert p_a_from_tokens(split) == 1.0  # B is not even in the top list
+    assert p_a_from_tokens([("no verdict", 0.0, {})]) is None
+
+
+def test_p_a_from_top_reads_the_first_token_after_the_prefix() -> None:
+    top = {"A": math.log(0.5), " B": math.log(0.25), "B]]": math.log(0.1), "The": math.log(0.1)}
+    assert p_a_from_top(top) == pytest.approx(2 / 3)  # the best B spelling counts
+    assert p_a_from_top({"The": 0.0}) is None
+
+
+def _pair(i: int = 0) -> PreferencePair:
+    return PreferencePair.from_texts("q?", "good", "bad", item_id=f"i{i}")
+
+
+def test_logprob_mode_reads_parsed_verdicts_only() -> None:
+    backend = MockBackend(script=[V.format("A"), "no verdict"], p_a=0.8)
+    judge = Judge(backend, "cor", JudgeConfig(verdict="logprob", batch_size=2, protocol="both"))
+    ab, ba = list(judge.judge([_pair()]))
+    assert ab.p_a == pytest.approx(0.8) and not ab.forced  # returned with the generation
+    assert ba.p_a is None and ba.verdict is None  # logprob mode never forces
+    assert backend.reads == 0
+
+
+def test_forced_mode_forces_a_missing_verdict_and_marks_it() -> None:
+    seen: list[str] = []
+
+    def p_a(request: GenerationRequest, prefix: str) -> float:
+        seen.append(prefix)
+        return 0.3
+
+    backend = MockBackend(script=["ran out of tok"], p_a=p_a)
+    judge = Judge(backend, "cor", JudgeConfig(verdict="forced", protocol="both"))
+    ab, ba = list(judge.judge([_pair()]))
+    assert seen == ["ran out of tok\n<answer>[["] * 2
+    assert ab.forced and ab.verdict == "B" and ab.correct is False  # P(A)=0.3 -> B; chosen was A
+    assert ba.forced and ba.verdict == "B" and ba.correct is True
+    assert backend.reads == 2
+    v = vote([ab, ba])
+    assert v.probability == pytest.approx((0.3 + 0.7) / 2)  # order-corrected P(preferred)
+
+
+def test_generate_mode_asks_for_nothing() -> None:
+    backend = MockBackend(script=["nothing"], p_a=0.9)
+    (j,) = list(Judge(backend, "cor").judge([_pair()]))
+    assert j.p_a is None and not j.forced and backend.reads == 0
+
+
+def test_a_backend_without_logprobs_is_refused_in_one_line() -> None:
+    with pytest.raises(ConfigError, match="log-probabilities"):
+        Judge(MockBackend("always-a"), "cor", JudgeConfig(verdict="forced"))
+    with pytest.raises(ConfigError, match="verdict mode"):
+        JudgeConfig(verdict="maybe")
+
+
+def test_judgment_line_omits_absent_p_a_and_reads_back() -> None:
+    backend = MockBackend(script=["x"], p_a=0.25)
+    (forced,) = list(Judge(backend, "cor", JudgeConfig(verdict="forced")).judge([_pair()]))
+    line = json.loads(json.dumps(forced.to_dict()))
+    assert line["forced"] is True and line["p_a"] == 0.25
+    assert Judgment.from_dict(line) == forced
+    (plain,) = list(Judge(MockBackend("always-a"), "cor").judge([_pair()]))
+    assert "p_a" not in plain.to_dict() and plain.to_dict()["forced"] is False
+    assert Judgment.from_dict(plain.to_dict()) == plain
+
+
+# --- the hf read, against a softmax computed here --------------------------------------------------------
+
+
+def _direct_p_a(backend: object, request: GenerationRequest, prefix: str) -> float:
+    """P(A) from one forward pass over prompt + prefix, the letter's token found by its character offsets."""
+    import torch
+
+    tok, model = backend.tokenizer, backend.model  # type: ignore[attr-defined]
+    prompt = tok.apply_chat_template(
+        [m.to_dict() for m in request.messages], tokenize=False, add_generation_prompt=True
+    )
+    prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    ids = {}
+    for letter in "AB":
+        enc = tok(prefix + letter + "]]</answer>", add_special_tokens=False, return_offsets_mapping=True)
+        k = next(i for i, (s, e) in enumerate(enc["offset_mapping"]) if s <= len(prefix) < e)
+        ids[letter] = (enc["input_ids"][:k], enc["input_ids"][k])
+    context = ids["A"][0]
+    assert context == ids["B"][0]
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt_ids + context])).logits[0, -1].double()
+    probs = torch.softmax(logits[[ids["A"][1], ids["B"][1]]], dim=0)
+    return float(probs[0])
+
+
+def test_hf_forced_p_a_equals_a_direct_softmax(tiny_model: object) -> None:
+    from rmr1.backends.hf import HFBackend
+
+    backend = HFBackend(str(tiny_model), dtype="float32", device="cpu", batch_size=4)
+    pairs = [_pair(i) for i in range(3)]
+    judge = Judge(backend, "plain", JudgeConfig(verdict="forced", max_new_tokens=6, batch_size=4))
+    judgments = list(judge.judge(pairs))
+    calls = [c for p in pairs for c in judge.plan(p)]
+    assert all(j.forced for j in judgments)  # a random model writes no verdict
+    for call, j in zip(calls, judgments, strict=True):
+        direct = _direct_p_a(backend, call.request, forced_prefix(j.completion))
+        assert j.p_a == pytest.approx(direct, abs=1e-5)
+
+
+def test_hf_read_at_a_written_verdict_skips_quoted_tags(tiny_model: object) -> None:
+    from rmr1.backends.hf import HFBackend
+
+    backend = HFBackend(str(tiny_model), dtype="float32", device="cpu", batch_size=2)
+    request = GenerationRequest((Message("user", "which is better?"),))
+    texts = [
+        "<quote_A>" + V.format("B") + "</quote_A><eval>ok</eval>\n" + V.format("A"),
+        "short <answer>[[B]]</answer>",
+    ]
+    reads = []
+    for text in texts:
+        slot = verdict_slot(text)
+        assert slot is not None
+        reads.append(VerdictRead(request, text[:slot]))
+    batched = backend.read_verdicts(reads)  # right-padded together
+    for read, p_a in zip(reads, batched, strict=True):
+        assert p_a == pytest.approx(_direct_p_a(backend, request, read.prefix), abs=1e-5)
+        assert backend.read_verdicts([read])[0] == pytest.approx(p_a, abs=1e-6)
