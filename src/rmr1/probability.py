@@ -152,6 +152,24 @@ def p_a_from_tokens(tokens: Sequence[TokenLogprob]) -> float | None:
     return None
 
 
+def openai_tokens(logprobs: Any) -> list[TokenLogprob] | None:
+    """The ``choices[i].logprobs`` object of an OpenAI-compatible chat answer as TokenLogprobs."""
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    if not isinstance(content, list):
+        return None
+    out: list[TokenLogprob] = []
+    for entry in content:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("token"), str):
+            return None
+        top = {
+            t["token"]: float(t["logprob"])
+            for t in entry.get("top_logprobs") or []
+            if isinstance(t, Mapping) and isinstance(t.get("token"), str) and t.get("logprob") is not None
+        }
+        out.append((entry["token"], float(entry.get("logprob") or 0.0), top))
+    return out
+
+
 def p_a_from_top(top: Mapping[str, float]) -> float | None:
     """P(A) from the top alternatives of the first token after the verdict prefix (a forced read)."""
     best: dict[str, float] = {}
@@ -218,11 +236,13 @@ __all__ = [
     "VERDICT_MODES",
     "VERDICT_PREFIX",
     "Probe",
+    "TokenLogprob",
     "VerdictRead",
     "forced_label",
     "forced_prefix",
     "hf_read",
     "letter_tokens",
+    "openai_tokens",
     "p_a_from_tokens",
     "p_a_from_top",
     "probe_batch",

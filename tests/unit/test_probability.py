@@ -205,3 +205,90 @@ def test_hf_read_at_a_written_verdict_skips_quoted_tags(tiny_model: object) -> N
     for read, p_a in zip(reads, batched, strict=True):
         assert p_a == pytest.approx(_direct_p_a(backend, request, read.prefix), abs=1e-5)
         assert backend.read_verdicts([read])[0] == pytest.approx(p_a, abs=1e-6)
+
+
+# --- openai: logprobs with the generation, forced reads by continuing the message, on a loopback server ---
+
+
+class _LogprobServer:
+    """Answers chat requests: a trace without a verdict, or (a continuation) one token with top logprobs."""
+
+    def __init__(self, continuation_status: int = 200) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        bodies: list[dict[str, object]] = []
+        status = continuation_status
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                bodies.append(body)
+                if body.get("continue_final_message"):
+                    code = status
+                    top = [{"token": "A", "logprob": math.log(0.2)}, {"token": "B", "logprob": math.log(0.6)}]
+                    content = [{"token": "B", "logprob": math.log(0.6), "top_logprobs": top}]
+                    answer = {"choices": [{"message": {"content": "B"}, "logprobs": {"content": content}}]}
+                else:
+                    code = 200
+                    answer = {"choices": [{"message": {"content": "cut off"}, "finish_reason": "length"}]}
+                data = json.dumps(answer).encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.bodies = bodies
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_openai_forced_read_continues_the_assistant_message() -> None:
+    from rmr1.backends.openai import OpenAIBackend
+
+    server = _LogprobServer()
+    try:
+        backend = OpenAIBackend("m", base_url=server.url, max_retries=0)
+        judge = Judge(backend, "cor", JudgeConfig(verdict="forced"))
+        (j,) = list(judge.judge([_pair()]))
+    finally:
+        server.close()
+    first, read = server.bodies
+    assert first["logprobs"] is True and first["top_logprobs"] == 20
+    assert read["continue_final_message"] is True and read["max_tokens"] == 1
+    assert read["messages"][-1] == {"role": "assistant", "content": "cut off\n<answer>[["}  # type: ignore[index]
+    assert j.forced and j.finish_reason == "length"
+    assert j.p_a == pytest.approx(0.25) and j.verdict == "B"
+
+
+def test_openai_server_without_continuation_says_so_in_one_line() -> None:
+    from rmr1.backends.openai import OpenAIBackend
+
+    server = _LogprobServer(continuation_status=400)
+    try:
+        backend = OpenAIBackend("m", base_url=server.url, max_retries=0)
+        with pytest.raises(ConfigError, match="continue_final_message"):
+            list(Judge(backend, "cor", JudgeConfig(verdict="forced")).judge([_pair()]))
+    finally:
+        server.close()
+
+
+def test_openai_logprobs_with_the_generation_give_p_a() -> None:
+    from rmr1.backends.openai import _parse_response
+
+    content = [
+        {"token": "<answer>[[", "logprob": -0.1, "top_logprobs": []},
+        {"token": "A", "logprob": math.log(0.7), "top_logprobs": [{"token": "B", "logprob": math.log(0.1)}]},
+        {"token": "]]</answer>", "logprob": 0.0, "top_logprobs": []},
+    ]
+    body = {"choices": [{"message": {"content": "<answer>[[A]]</answer>"}, "logprobs": {"content": content}}]}
+    assert _parse_response(json.dumps(body).encode()).p_a == pytest.approx(0.875)
