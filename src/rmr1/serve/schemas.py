@@ -103,7 +103,7 @@ class ScoreGroup(BaseModel):
 class ScoreRequest(BaseModel):
     model_config = _STRICT
     groups: list[ScoreGroup] = Field(min_length=1)
-    method: Literal["round_robin", "knockout", "reference"] = "round_robin"
+    method: Literal["round_robin", "knockout", "reference", "bradley_terry_prob"] = "round_robin"
     options: JudgeOptions = Field(default_factory=lambda: JudgeOptions())
 
 
