@@ -292,3 +292,88 @@ def test_openai_logprobs_with_the_generation_give_p_a() -> None:
     ]
     body = {"choices": [{"message": {"content": "<answer>[[A]]</answer>"}, "logprobs": {"content": content}}]}
     assert _parse_response(json.dumps(body).encode()).p_a == pytest.approx(0.875)
+
+
+# --- runs: forced verdicts in diagnostics, kept out of scores unless asked, replayed as made -------------
+
+
+def _write_pairs(path, n: int = 8):  # type: ignore[no-untyped-def]
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "prompt": f"q{i}?", "chosen": f"right {i}", "rejected": f"wrong {i}"})
+            + "\n"
+            for i in range(n)
+        )
+    )
+    return path
+
+
+def _half_cut(request: GenerationRequest) -> str:
+    """Items q0..q3 get a right written verdict (A where the right answer is shown first), q4..q7 none."""
+    text = request.messages[-1].content
+    if any(f"q{i}?" in text for i in range(4)):
+        first = "A" if text.index("right") < text.index("wrong") else "B"
+        return V.format(first)
+    return "<eval>cut"
+
+
+def _p_right(request: GenerationRequest, prefix: str) -> float:
+    text = request.messages[-1].content
+    return 0.8 if text.index("right") < text.index("wrong") else 0.2  # forced reads pick the right one
+
+
+@pytest.mark.parametrize("score_forced", [False, True])
+def test_forced_run_counts_forced_and_scores_them_only_when_asked(tmp_path, score_forced: bool) -> None:  # type: ignore[no-untyped-def]
+    from rmr1.backends.replay import ReplayBackend
+    from rmr1.evaluation import evaluate
+
+    data = _write_pairs(tmp_path / "pairs.jsonl")
+    config = JudgeConfig(verdict="forced", score_forced=score_forced)
+    judge = Judge(MockBackend(script=_half_cut, p_a=_p_right), "cor", config)
+    result = evaluate("preference", tmp_path / "run", judge=judge, data=str(data), report=False)
+    diag = result.scores["diagnostics"]
+    assert diag["forced_rate"] == 0.5 and diag["parse_failure_rate"] == 0.0
+    assert result.scores["accuracy"] == (1.0 if score_forced else 0.5)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "judgments.jsonl").read_text().splitlines()]
+    assert all("p_a" in x for x in lines) and sum(x["forced"] for x in lines) == 4
+    from rmr1.evaluation import rescore
+
+    assert rescore(tmp_path / "run")["accuracy"] == result.scores["accuracy"]  # a rescore keeps forced reads
+    # the replay backend gives the same judgments back, forced reads included
+    replay = Judge(ReplayBackend(str(tmp_path / "run")), "cor", config)
+    again = evaluate("preference", tmp_path / "again", judge=replay, data=str(data), report=False)
+    assert again.scores["accuracy"] == result.scores["accuracy"]
+    relines = [json.loads(x) for x in (tmp_path / "again" / "judgments.jsonl").read_text().splitlines()]
+    strip = lambda x: {k: v for k, v in x.items() if k != "latency_s"}  # noqa: E731
+    assert sorted(map(json.dumps, map(strip, relines))) == sorted(map(json.dumps, map(strip, lines)))
+
+
+def test_cache_keeps_p_a_and_forced_reads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    from rmr1.cache import CachedBackend
+
+    pairs = [PreferencePair.from_texts(f"q{i}?", "good", "bad", item_id=f"i{i}") for i in range(3)]
+    script = [V.format("A"), "cut", V.format("B")]
+    results = []
+    for _ in range(2):
+        inner = MockBackend(script=script, p_a=0.6)
+        backend = CachedBackend(inner, tmp_path / "c.sqlite", model_id="mock")
+        judge = Judge(backend, "cor", JudgeConfig(verdict="forced", batch_size=3))
+        results.append((list(judge.judge(pairs)), inner.calls, inner.reads, backend.stats))
+        backend.close()
+    (first, calls1, reads1, _), (second, calls2, reads2, stats) = results
+    assert (calls1, reads1) == (3, 1) and (calls2, reads2) == (0, 0)
+    assert first == second and [j.forced for j in second] == [False, True, False]
+    assert stats.hits == 3 and stats.read_hits == 1
+    # a cache file from before the p_a column gets it on open
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as db:
+        db.execute(
+            "CREATE TABLE completions (key TEXT PRIMARY KEY, model TEXT NOT NULL, text TEXT NOT NULL, "
+            "reasoning TEXT, finish_reason TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, "
+            "completion_tokens INTEGER NOT NULL)"
+        )
+    backend = CachedBackend(MockBackend(script=script, p_a=0.6), old, model_id="mock")
+    assert len(list(Judge(backend, "cor", JudgeConfig(verdict="logprob")).judge(pairs))) == 3
+    backend.close()
