@@ -377,3 +377,21 @@ def test_cache_keeps_p_a_and_forced_reads(tmp_path) -> None:  # type: ignore[no-
     backend = CachedBackend(MockBackend(script=script, p_a=0.6), old, model_id="mock")
     assert len(list(Judge(backend, "cor", JudgeConfig(verdict="logprob")).judge(pairs))) == 3
     backend.close()
+
+
+def test_server_options_verdict_forced() -> None:
+    from fastapi.testclient import TestClient
+
+    from rmr1.serve import create_app
+
+    app = create_app(Judge(MockBackend(script=["cut"], p_a=0.75), "plain", JudgeConfig(max_new_tokens=64)))
+    with TestClient(app) as client:
+        body = {"prompt": "q?", "responses": ["x", "y"], "options": {"verdict": "forced", "protocol": "both"}}
+        answer = client.post("/v1/judge", json=body).json()
+        plain = client.post("/v1/judge", json={"prompt": "q?", "responses": ["x", "y"]}).json()
+    assert [(j["order"], j["forced"], j["p_a"], j["verdict"]) for j in answer["judgments"]] == [
+        ("AB", True, 0.75, "A"),
+        ("BA", True, 0.75, "A"),
+    ]
+    assert answer["probability"] == pytest.approx(0.5)  # 0.75 for x as A, 0.25 for x as B
+    assert plain["judgments"][0]["p_a"] is None and plain["probability"] is None
