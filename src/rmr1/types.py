@@ -8,7 +8,8 @@ is one model call's outcome as logged in ``judgments.jsonl``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -218,7 +219,10 @@ class Judgment:
     latency_s: float = 0.0
     parse_error: str | None = None
     neutralised: bool = False
-    p_a: float | None = None  # P(A) at the verdict slot; None (absent from the JSON line) when not read
+    p_a: float | None = None  # P(A) at the verdict position, when the backend gives log-probabilities
+    score_a: float | None = None  # pointwise mode: the 1-10 rating of the response shown as A
+    score_b: float | None = None  # pointwise mode: the rating of the response shown as B
+    completion_b: str | None = None  # pointwise mode: B's rating trace (``completion`` holds A's)
     forced: bool = False  # the verdict was read by forcing the verdict prefix after the trace
 
     @property
@@ -246,12 +250,46 @@ class Judgment:
         ]
         if missing:
             raise InputError(f"missing {', '.join(missing)}", field=missing[0])
+        _check_judgment_fields(data)
         values = {k: v for k, v in data.items() if k in known}
         values.setdefault("subset", "")
         values.setdefault("correct", None)
         values.setdefault("finish_reason", "stop")
         values["item_id"] = str(values["item_id"])
         return cls(**values)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a pair index
+
+
+# field -> (accepted, what the error says): a hand-edited or foreign log fails here, on its line, not later
+# inside scoring with a bare TypeError.
+_JUDGMENT_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "item_id": (lambda v: isinstance(v, (str, int)) and not isinstance(v, bool), "a string or integer"),
+    "pair": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "sample": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "order": (lambda v: v in ("AB", "BA"), '"AB" or "BA"'),
+    "verdict": (lambda v: v is None or v in ("A", "B"), '"A", "B" or null'),
+    "correct": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
+    "completion": (lambda v: isinstance(v, str), "a string"),
+    "subset": (lambda v: isinstance(v, str), "a string"),
+    "finish_reason": (lambda v: isinstance(v, str), "a string"),
+    "prompt_tokens": (lambda v: _is_int(v), "an integer"),
+    "completion_tokens": (lambda v: _is_int(v), "an integer"),
+    "latency_s": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "p_a": (
+        lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+        "a number or null",
+    ),
+    "forced": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _check_judgment_fields(data: Mapping[str, Any]) -> None:
+    for name, (accepted, expected) in _JUDGMENT_CHECKS.items():
+        if name in data and not accepted(data[name]):
+            raise InputError(f"must be {expected}, got {json.dumps(data[name])[:40]}", field=name)
 
 
 def preferred_label(order: str) -> str:

@@ -205,3 +205,75 @@ __all__ = [
     "strict_reward",
     "verdict_tag",
 ]
+
+
+# --- pointwise scores -------------------------------------------------------------------------------------
+# A pointwise judge rates one response and ends with <score>N</score>, N from SCORE_MIN to SCORE_MAX. The rules
+# mirror the strict verdict parser: only the final section counts (after the last </think>, outside quoted
+# response text), the last score tag wins, and anything doubtful is unparsed with a reason, never a guess.
+
+SCORE_MIN = 1.0
+SCORE_MAX = 10.0
+NO_SCORE = "no_score"
+MALFORMED_SCORE = "malformed_score"
+OUT_OF_RANGE = "out_of_range"
+
+_SCORE = re.compile(r"<\s*score\s*>(.*?)<\s*/\s*score\s*>", re.IGNORECASE | re.DOTALL)
+_SCORE_OPEN = re.compile(r"<\s*score\s*>", re.IGNORECASE)
+# The number, optionally bold/bracketed and written as "7/10" or "7 out of 10"; nothing else may be in the tag.
+_SCORE_VALUE = re.compile(
+    r"^[\s*\[(]*(\d{1,3}(?:\.\d+)?)\s*(?:/\s*10|out\s+of\s+10)?[\s*\])]*\.?\s*$", re.IGNORECASE
+)
+# A pointwise trace quotes the response in <quote>...</quote>; pairwise-style quote tags are stripped as well.
+_QUOTED_ONE = re.compile(r"<(quote|summary)(?:_[ab])?>.*?(?:</\1(?:_[ab])?>|\Z)", re.IGNORECASE | re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Score:
+    """A parsed rating: ``value`` in [SCORE_MIN, SCORE_MAX], or None with a ``reason``."""
+
+    value: float | None
+    reason: str | None = None
+
+    @property
+    def parsed(self) -> bool:
+        return self.value is not None
+
+
+def parse_score(text: str) -> Score:
+    """Read the 1-10 rating of one pointwise judge output (rules in the section comment above)."""
+    section, reason = _final_section(text or "")
+    if section is None:
+        return Score(None, reason)
+    section = _QUOTED_ONE.sub(" ", section)
+    tags = list(_SCORE.finditer(section))
+    if not tags:
+        return Score(None, MALFORMED_SCORE if _SCORE_OPEN.search(section) else NO_SCORE)
+    match = _SCORE_VALUE.match(tags[-1].group(1))
+    if not match:
+        return Score(None, MALFORMED_SCORE)
+    value = float(match.group(1))
+    if not SCORE_MIN <= value <= SCORE_MAX:
+        return Score(None, OUT_OF_RANGE)
+    return Score(value, None)
+
+
+def score_tag(value: float) -> str:
+    return f"<score>{value:g}</score>"
+
+
+TIE = "tie"
+UNRATED = "unrated"
+
+
+def decide(score_a: float | None, score_b: float | None) -> tuple[str | None, str | None]:
+    """A pairwise verdict from two ratings: the higher one wins; equal ratings are an explicit tie (no
+    verdict, reason ``tie``) and a missing rating leaves the pair undecided (reason ``unrated``)."""
+    if score_a is None or score_b is None:
+        return None, UNRATED
+    if score_a == score_b:
+        return None, TIE
+    return ("A" if score_a > score_b else "B"), None
+
+
+__all__ += ["SCORE_MAX", "SCORE_MIN", "Score", "decide", "parse_score", "score_tag"]

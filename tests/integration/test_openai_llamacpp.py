@@ -1,18 +1,23 @@
 """The openai backend against a real OpenAI-compatible server: llama-cpp-python serving the embedded GGUF.
 
 The server runs as a subprocess on a free loopback port for the whole module and is always terminated at the
-end. Generations are kept short (64 tokens) so the file finishes within a minute on two CPU cores.
+end; after every test it must still be alive (a llama.cpp build with kernels this CPU lacks answers /v1/models
+and then dies on the first completion). The module makes 15 real completions: 2 + 2 + 1 in the first three
+tests and 10 (5 pairs in both orders) through ``rmr1 judge --pairs``. Generations are kept short (16 to 64
+tokens) so the file finishes within a few minutes on two CPU cores.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -48,8 +53,20 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     pytest.fail(f"llama_cpp.server did not answer within {STARTUP_S:g}s: {log.read_text()[-2000:]}")
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def assert_alive(self) -> None:
+        assert self.proc.poll() is None, (
+            f"llama_cpp.server died (exit {self.proc.returncode}): {self.log.read_text()[-2000:]}"
+        )
+
+
 @pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama_cpp is not installed (pip install 'rmr1[llamacpp]')")
     from rmr1.errors import ModelLoadError
@@ -68,7 +85,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}/v1"
     try:
         _wait_ready(url, proc, log)
-        yield url
+        yield Server(url, proc, log)
     finally:
         proc.terminate()
         try:
@@ -76,6 +93,13 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def llama_server(server: Server) -> Iterator[str]:
+    """The server's base URL; the test fails if the server did not survive it."""
+    yield server.url
+    server.assert_alive()
 
 
 def test_generate_returns_text_and_token_counts(llama_server: str) -> None:
@@ -114,3 +138,36 @@ def test_cli_judge_over_the_server(llama_server: str) -> None:
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "verdict" in done.stdout and "tokens:" in done.stdout
+
+
+def test_build_has_no_amx_kernels() -> None:
+    # AMX kernels crash the server on Intel Xeon; the Makefile builds without them (docs/design/portable-builds.md)
+    llama_cpp = pytest.importorskip("llama_cpp")
+    info = llama_cpp.llama_print_system_info().decode()
+    assert "AMX" not in info, info
+
+
+def test_server_survives_ten_judge_completions(server: Server, tmp_path: Path) -> None:
+    questions = [
+        ("What is 2 + 2?", "4", "5"),
+        ("Name the largest planet.", "Jupiter.", "Mars."),
+        ("Is water wet?", "Yes, in the everyday sense.", "Water is a type of rock."),
+        ("Spell 'cat' backwards.", "tac", "atc"),
+        ("How many days are in a week?", "Seven.", "Ten."),
+    ]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "".join(json.dumps({"prompt": q, "chosen": c, "rejected": r}) + "\n" for q, c, r in questions)
+    )
+    out = tmp_path / "judgments.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "rmr1", "judge", "--backend", "openai", "--base-url", server.url,
+           "--pairs", str(pairs), "--protocol", "both", "--max-new-tokens", "32", "--out", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 * len(questions)  # both orders: ten real completions
+    for row in rows:
+        assert row["finish_reason"] in ("stop", "length"), row  # served, not a transport error
+        assert row["completion_tokens"] > 0
+    server.assert_alive()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,12 @@ from pathlib import Path
 import pytest
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.mark.slow
@@ -42,7 +49,11 @@ def test_sft_under_accelerate_launch_with_two_cpu_processes(tiny_model: Path, tm
         sys.executable,
         "-m",
         "accelerate.commands.launch",
-        "--cpu",
+        # `--cpu --num_processes 2` starts ONE process without an MPI hostfile (accelerate's simple launcher);
+        # the torchrun launcher gives two real ranks, which the recipe's use_cpu turns into MULTI_CPU/gloo.
+        "--multi_gpu",
+        "--main_process_port",
+        str(_free_port()),
         "--num_processes",
         "2",
         "--num_machines",
@@ -68,8 +79,10 @@ def test_sft_under_accelerate_launch_with_two_cpu_processes(tiny_model: Path, tm
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "trained 3 steps" in done.stdout
+    assert done.stdout.count("trained 3 steps") == 1  # only the main process reports
     rows = [json.loads(line) for line in (out / "curves.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]  # one process logs: no duplicated rows
     recipe = json.loads((out / "recipe.json").read_text())
     assert recipe["global_batch_size"] == 8
+    assert recipe["num_processes"] == 2  # two real ranks, not one process with a 2-process config
     assert (out / "model.safetensors").is_file()

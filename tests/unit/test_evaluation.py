@@ -109,7 +109,9 @@ def test_a_run_writes_the_four_files_with_the_contract_fields(tmp_path: Path, da
         assert key in info
     assert info["status"] == "complete" and info["protocol"] == "both"
     scores = json.loads(out.scores.read_text())
-    assert set(scores) == {"accuracy", "subsets", "diagnostics"}
+    assert set(scores) == {"accuracy", "subsets", "intervals", "diagnostics"}
+    low, high = scores["intervals"]["accuracy"]
+    assert low <= scores["accuracy"] <= high and low < high
     assert scores["diagnostics"]["judgments"] == 24
     assert set(scores["subsets"]) == set(SUBSETS)
 

@@ -91,6 +91,8 @@ def test_report_shows_the_official_numbers_and_diagnostics(tmp_path: Path) -> No
     assert f"{scores['accuracy']:.1%}" in html
     tables = score_tables(scores)
     assert [t.title for t in tables] == ["Official scores", "subsets", "Diagnostics"]
+    low, high = scores["intervals"]["accuracy"]
+    assert ("accuracy", f"{scores['accuracy']:.1%} [{low:.1%}, {high:.1%}]") in tables[0].rows
     assert ("judgments", "24") in tables[-1].rows
 
 
@@ -103,7 +105,13 @@ def test_the_trace_browser_is_capped_and_keeps_every_outcome(tmp_path: Path) -> 
     assert "more characters not shown" in html
 
 
-def test_voting_runs_get_the_confidence_plot(tmp_path: Path) -> None:
+def test_voting_runs_get_the_confidence_plot_and_calibration(tmp_path: Path) -> None:
     html = render_report(make_run(tmp_path, samples=3))
-    assert html.count('src="data:image/png;base64,') == 4
-    assert "Verdict confidence" in html
+    assert html.count('src="data:image/png;base64,') == 5
+    assert "Verdict confidence" in html and "Reliability diagram" in html
+    assert 'id="deciles"' in html
+
+
+def test_single_sample_runs_without_probabilities_have_no_calibration(tmp_path: Path) -> None:
+    html = render_report(make_run(tmp_path))
+    assert "Reliability diagram" not in html and 'id="deciles"' not in html

@@ -10,26 +10,24 @@ after the stop string, and ``finish_reason`` is ``"length"`` only when the token
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from jinja2 import TemplateError
+
+from rmr1.backends.cpu_dtype import auto_cpu_dtype
+from rmr1.backends.cpu_dtype import cpu_supports_bf16 as cpu_supports_bf16  # re-exported for older imports
 from rmr1.errors import ModelLoadError
-from rmr1.models import resolve_model
+from rmr1.models import check_causal_lm, resolve_model
 from rmr1.types import Completion, GenerationRequest, SamplingParams
+
+_log = logging.getLogger("rmr1.backends.hf")
 
 if TYPE_CHECKING:
     from rmr1.probability import VerdictRead
-
-
-def cpu_supports_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _pick_dtype(name: str, device: str) -> Any:
@@ -38,7 +36,7 @@ def _pick_dtype(name: str, device: str) -> Any:
     if name == "auto":
         if device.startswith("cuda"):
             return torch.bfloat16
-        return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+        name = auto_cpu_dtype()  # measured once per machine, then cached (backends/cpu_dtype.py)
     try:
         return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
     except KeyError:
@@ -54,20 +52,42 @@ def load_model(model: str | None, *, dtype: str = "auto", device: str | None = N
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     path = resolve_model(model)
+    check_causal_lm(path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch_dtype = _pick_dtype(dtype, device)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        net = AutoModelForCausalLM.from_pretrained(path, dtype=_pick_dtype(dtype, device))
+        # trust_remote_code stays off: checkpoint code is never run, and transformers never stops to ask
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        net = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=False)
+    except ValueError as exc:
+        raise ModelLoadError(f"cannot load model {path!r}: {_first_line(exc)}") from None
     except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(
-            f"cannot load model {path!r} (no network or not a checkpoint?): {first}"
+            f"cannot load model {path!r} (no network or not a checkpoint?): {_first_line(exc)}"
         ) from None
     net.to(device).eval()  # type: ignore[arg-type]
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return net, tokenizer, device
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The conversation without system turns: their text opens the first user turn, a blank line between."""
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    if len(rest) == len(messages):
+        return rest
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    first_user = next((m for m in rest if m["role"] == "user"), None)
+    if first_user is None:
+        return [{"role": "user", "content": system}, *rest]
+    first_user["content"] = f"{system}\n\n{first_user['content']}"
+    return rest
 
 
 @dataclass(frozen=True)
@@ -93,11 +113,27 @@ class HFBackend:
         self.model, self.tokenizer, self.device = load_model(model, dtype=dtype, device=device)
         self.batch_size = max(1, int(batch_size))
         self.model_name = model
+        self._fold_system = False  # set once the chat template has refused a system turn
 
     # -- prompt handling -------------------------------------------------------------------------------
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
         messages = [m.to_dict() for m in request.messages]
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if self._fold_system:
+            messages = fold_system(messages)
+        try:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except TemplateError as exc:
+            # Gemma-style templates raise on a system turn; the judge's instructions still belong in the prompt.
+            has_system = any(m["role"] == "system" for m in messages)
+            if self._fold_system or not has_system or "system" not in str(exc).lower():
+                raise
+            self._fold_system = True
+            _log.warning(
+                "the chat template of %s rejects the system role (%s): its text now opens the first user turn",
+                self.model_name or "the model",
+                _first_line(exc),
+            )
+            return self.prompt_ids(request)
         ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return ids
 

@@ -14,20 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import email.utils
 import json
 import os
-import random
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
 from rmr1.errors import ConfigError
 from rmr1.probability import VerdictRead, openai_tokens, p_a_from_tokens, p_a_from_top
+from rmr1.retry import RetriesExhausted, Retry, RetryPolicy, aretry, parse_retry_after
 from rmr1.types import Completion, GenerationRequest
 
 TOP_LOGPROBS = 20  # alternatives asked per token: the other verdict letter is almost always among them
@@ -35,29 +34,7 @@ _SNIPPET = 200  # characters of a server's error body kept in the one-line error
 _CLOSING_TAG = re.compile(r"</([A-Za-z][\w-]*)>")
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently a failed request is tried again."""
-
-    max_retries: int = 4  # retries after the first attempt
-    backoff: float = 0.5  # seconds before the first retry; doubles each time
-    max_backoff: float = 30.0  # cap on any single wait, a server's Retry-After included
-
-    def delay(self, retry: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before retry number ``retry`` (0-based)."""
-        if retry_after is not None:
-            return min(self.max_backoff, max(0.0, retry_after))
-        ceiling = min(self.max_backoff, self.backoff * (2**retry))
-        # Jitter spreads the retries of many requests that failed together (a burst of 429s) over time.
-        return ceiling * (0.5 + 0.5 * random.random())
-
-
-class _Retry(Exception):
-    """An attempt failed in a way another attempt may mend."""
-
-    def __init__(self, why: str, retry_after: float | None = None) -> None:
-        super().__init__(why)
-        self.retry_after = retry_after
+_Retry = Retry  # an attempt failed in a way another attempt may mend (rmr1.retry)
 
 
 class _Final(Exception):
@@ -67,21 +44,6 @@ class _Final(Exception):
 def _one_line(text: str) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= _SNIPPET else flat[:_SNIPPET] + "..."
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: a number (fractions accepted) or an HTTP date; None when absent or odd."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _restore_stop(text: str, choice: Mapping[str, Any], stops: Sequence[str]) -> str:
@@ -334,22 +296,18 @@ class OpenAIBackend:
     ) -> Completion:
         body = self.payload(model, request)
         started = time.perf_counter()
-        attempts = self.retry.max_retries + 1
-        why = ""
-        for attempt in range(attempts):
-            try:
-                async with gate:  # held per attempt, so a request waiting out its backoff frees its slot
-                    result = await self._attempt(client, body, request.sampling.stop)
-                return replace(result, latency_s=time.perf_counter() - started)
-            except _Final as exc:
-                return self._failed(str(exc), started)
-            except _Retry as exc:
-                why = str(exc)
-                if attempt + 1 < attempts:
-                    await asyncio.sleep(self.retry.delay(attempt, exc.retry_after))
-            except Exception as exc:  # a surprise in one response must not lose the other requests
-                return self._failed(f"unexpected {type(exc).__name__}: {exc}", started)
-        return self._failed(f"gave up after {attempts} attempts: {why}", started)
+
+        async def attempt() -> Completion:
+            async with gate:  # held per attempt, so a request waiting out its backoff frees its slot
+                return await self._attempt(client, body, request.sampling.stop)
+
+        try:
+            result = await aretry(attempt, self.retry)
+        except (_Final, RetriesExhausted) as exc:
+            return self._failed(str(exc), started)
+        except Exception as exc:  # a surprise in one response must not lose the other requests
+            return self._failed(f"unexpected {type(exc).__name__}: {exc}", started)
+        return replace(result, latency_s=time.perf_counter() - started)
 
     async def _attempt(
         self, client: httpx.AsyncClient, body: dict[str, Any], stops: Sequence[str]

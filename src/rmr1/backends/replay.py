@@ -10,12 +10,12 @@ replay as they were made.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rmr1.errors import InputError
+from rmr1.jsonl import read_jsonl
 from rmr1.types import Completion, GenerationRequest
 
 
@@ -37,33 +37,23 @@ class ReplayBackend:
             raise InputError("replay needs a judgments.jsonl file (pass it as --model)", source=str(file))
         self.records: dict[str, Completion] = {}
         self.reads: dict[str, float] = {}  # forced reads, by key
-        with file.open(encoding="utf-8") as handle:
-            for number, raw in enumerate(handle, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    record = json.loads(raw)
-                except json.JSONDecodeError:
-                    if raw.endswith("\n"):
-                        raise InputError("not valid JSON", source=str(file), line=number) from None
-                    continue  # a torn last line from an interrupted run
-                if not isinstance(record, dict) or not isinstance(record.get("completion"), str):
-                    raise InputError(
-                        "missing or not a string", source=str(file), line=number, field="completion"
-                    )
-                key = _record_key(record, str(file), number)
-                p_a = record.get("p_a")
-                p_a = float(p_a) if isinstance(p_a, (int, float)) else None
-                if record.get("forced") and p_a is not None:
-                    self.reads[key], p_a = p_a, None
-                self.records[key] = Completion(
-                    text=record["completion"],
-                    finish_reason=str(record.get("finish_reason", "stop")),
-                    prompt_tokens=int(record.get("prompt_tokens", 0)),
-                    completion_tokens=int(record.get("completion_tokens", 0)),
-                    latency_s=float(record.get("latency_s", 0.0)),
-                    p_a=p_a,
-                )
+        # read_jsonl skips a torn last line (an interrupted run) and names the line of bad JSON or UTF-8.
+        for number, record in read_jsonl(file, tolerate_torn_tail=True):
+            if not isinstance(record.get("completion"), str):
+                raise InputError("missing or not a string", source=str(file), line=number, field="completion")
+            key = _record_key(record, str(file), number)
+            p_a = record.get("p_a")
+            p_a = float(p_a) if isinstance(p_a, (int, float)) else None
+            if record.get("forced") and p_a is not None:
+                self.reads[key], p_a = p_a, None
+            self.records[key] = Completion(
+                text=record["completion"],
+                finish_reason=str(record.get("finish_reason", "stop")),
+                prompt_tokens=int(record.get("prompt_tokens", 0)),
+                completion_tokens=int(record.get("completion_tokens", 0)),
+                latency_s=float(record.get("latency_s", 0.0)),
+                p_a=p_a,
+            )
         self.source = str(file)
         self.supports_logprobs = bool(self.reads) or any(c.p_a is not None for c in self.records.values())
 

@@ -1,12 +1,17 @@
 """Benchmarks: load one into preference pairs, and score judgments of those pairs the official way.
 
-Each benchmark is a module imported on first use (``rewardbench``, ``rm_bench``, ``rmb``, ``judgebench``,
-``preference``) with four names:
+Each benchmark is a module imported on first use (``rewardbench``, ``rewardbench2``, ``rm_bench``, ``rmb``,
+``judgebench``, ``preference``) with four names:
 
 - ``HUB``: ``(hub id, split)`` used when no path is given; None when there is no official hub copy;
 - ``read(path)``: the records of a local file or folder in the benchmark's own published layout;
 - ``to_pairs(record)``: one record -> the pairs of one item (``Skip`` for a record that cannot be judged);
-- ``score(outcomes, unparsed_score)``: per-pair outcomes -> the official numbers (CONTRACTS.md keys).
+- ``score(outcomes, unparsed_score)``: per-pair outcomes -> the official numbers (CONTRACTS.md keys);
+- ``resampling(outcomes, unparsed_score)`` (optional): the same outcomes as an ``rmr1.stats.Resampling`` (per
+  item sums and a vectorised headline function), from which the bootstrap intervals and ``rmr1 compare`` come.
+
+A module that needs more than pair outcomes (RewardBench 2's Ties reads pointwise ratings) also defines
+``score_judgments(judgments, unparsed_score)``, which is then used instead.
 
 Scoring rules, record quirks and the skip-versus-error decisions: docs/design/benchmarks.md.
 """
@@ -22,13 +27,15 @@ from types import ModuleType
 from typing import Any
 
 from rmr1.benchmarks._io import Record, Skip, is_hub_id, read_hub
-from rmr1.benchmarks._scoring import pair_outcomes
+from rmr1.benchmarks._scoring import PairOutcome, pair_outcomes
 from rmr1.errors import ConfigError, InputError
+from rmr1.stats import Resampling, bootstrap_intervals
 from rmr1.types import Judgment, PreferencePair
 
-BENCHMARKS = ("rewardbench", "rm-bench", "rmb", "judgebench", "preference")
+BENCHMARKS = ("rewardbench", "rewardbench2", "rm-bench", "rmb", "judgebench", "preference")
 _MODULES = {
     "rewardbench": "rewardbench",
+    "rewardbench2": "rewardbench2",
     "rm-bench": "rm_bench",
     "rmb": "rmb",
     "judgebench": "judgebench",
@@ -106,15 +113,51 @@ def load_benchmark(name: str, path: str | None = None, *, limit: int | None = No
     return Benchmark(name=name, pairs=pairs, source=source, items=items, skipped=tuple(skipped))
 
 
+def resampling(name: str, outcomes: list[PairOutcome], unparsed_score: float) -> Resampling | None:
+    """The benchmark's items as a bootstrap ``Resampling``; None for a scorer that has none."""
+    build = getattr(_module(name), "resampling", None)
+    return None if build is None else build(outcomes, unparsed_score)  # type: ignore[no-any-return]
+
+
+def judgment_resampling(name: str, judgments: Iterable[Judgment], unparsed_score: float) -> Resampling | None:
+    """``resampling`` from judgments, for scorers that read more than pair outcomes (RewardBench 2's Ties)."""
+    own = getattr(_module(name), "judgment_resampling", None)
+    if own is not None:
+        return own(judgments, unparsed_score)  # type: ignore[no-any-return]
+    return resampling(name, pair_outcomes(judgments), unparsed_score)
+
+
 def score_judgments(
-    name: str, judgments: Iterable[Judgment], *, unparsed_score: float = 0.0
+    name: str,
+    judgments: Iterable[Judgment],
+    *,
+    unparsed_score: float = 0.0,
+    intervals_seed: int | None = None,
 ) -> dict[str, Any]:
-    """The benchmark's official numbers (fractions; null where there is no data), without diagnostics."""
+    """The benchmark's official numbers (fractions; null where there is no data), without diagnostics.
+
+    With ``intervals_seed``, also ``intervals``: a seeded bootstrap 95% interval of each headline number.
+    """
     if not 0.0 <= unparsed_score <= 1.0:
         raise ConfigError(f"unparsed_score must be within [0, 1], got {unparsed_score}")
     module = _module(name)
-    result: dict[str, Any] = module.score(pair_outcomes(judgments), unparsed_score)
+    if hasattr(module, "score_judgments"):  # a scorer that reads more than pair outcomes
+        own: dict[str, Any] = module.score_judgments(judgments, unparsed_score, intervals_seed)
+        return own
+    outcomes = pair_outcomes(judgments)
+    result: dict[str, Any] = module.score(outcomes, unparsed_score)
+    if intervals_seed is not None:
+        items = resampling(name, outcomes, unparsed_score)
+        if items is not None:
+            result["intervals"] = bootstrap_intervals(items, seed=intervals_seed)
     return result
 
 
-__all__ = ["BENCHMARKS", "Benchmark", "load_benchmark", "score_judgments"]
+__all__ = [
+    "BENCHMARKS",
+    "Benchmark",
+    "judgment_resampling",
+    "load_benchmark",
+    "resampling",
+    "score_judgments",
+]

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from rmr1.errors import InputError
+from rmr1.jsonl import read_jsonl
+from rmr1.textio import read_text
 from rmr1.types import Message, as_messages
 
 FILE_SUFFIXES = (".json", ".jsonl", ".parquet")
@@ -123,10 +125,7 @@ def read_file(path: Path) -> Iterator[Record]:
     if path.suffix == ".parquet":
         yield from _read_parquet(path)
         return
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source=str(path)) from None
+    text = read_text(path)
     if path.suffix == ".json" and text.lstrip()[:1] in ("[", "{"):
         try:
             value = json.loads(text)
@@ -138,7 +137,7 @@ def read_file(path: Path) -> Iterator[Record]:
         else:
             yield from _json_records(value, path)
             return
-    yield from _jsonl_records(text, path)
+    yield from _jsonl_records(path)
 
 
 def _json_records(value: Any, path: Path) -> Iterator[Record]:
@@ -156,21 +155,10 @@ def _json_records(value: Any, path: Path) -> Iterator[Record]:
         yield Record(row, str(path), index, path=path)
 
 
-def _jsonl_records(text: str, path: Path) -> Iterator[Record]:
-    index = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not valid JSON ({exc.msg})", source=str(path), line=number) from None
-        if not isinstance(row, dict):
-            raise InputError(
-                f"expected a JSON object, got {type(row).__name__}", source=str(path), line=number
-            )
+def _jsonl_records(path: Path) -> Iterator[Record]:
+    # rmr1.jsonl.read_jsonl is the one JSONL reader: its errors name the line, as every other file's do.
+    for index, (number, row) in enumerate(read_jsonl(path)):
         yield Record(row, str(path), index, line=number, path=path)
-        index += 1
 
 
 def _read_parquet(path: Path) -> Iterator[Record]:

@@ -78,10 +78,19 @@ def mean(values: Iterable[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
+def item_value(pairs: list[PairOutcome], unparsed_score: float) -> float:
+    """An item's value: the mean over its pairs."""
+    return sum(p.value(unparsed_score) for p in pairs) / len(pairs)
+
+
+def won_outright(outcome: PairOutcome) -> bool:
+    """Every judged order picked the preferred response: no split, no undecided order (no partial credit)."""
+    return bool(outcome.decisions) and all(d is True for d in outcome.decisions.values())
+
+
 def accuracy_by_subset(outcomes: Iterable[PairOutcome], unparsed_score: float) -> dict[str, float]:
     """Per-subset mean of item values, an item's value being the mean over its pairs."""
     per_subset: dict[str, list[float]] = defaultdict(list)
     for pairs in by_item(outcomes).values():
-        item_value = sum(p.value(unparsed_score) for p in pairs) / len(pairs)
-        per_subset[pairs[0].subset].append(item_value)
+        per_subset[pairs[0].subset].append(item_value(pairs, unparsed_score))
     return {name: sum(v) / len(v) for name, v in sorted(per_subset.items())}

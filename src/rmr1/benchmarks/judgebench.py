@@ -15,8 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rmr1.benchmarks._io import Record, files_under, read_file
 from rmr1.benchmarks._scoring import PairOutcome, by_item
+from rmr1.stats import Resampling, Sums
 from rmr1.types import PreferencePair
 
 HUB = ("ScalerLab/JudgeBench", "gpt")
@@ -80,4 +83,17 @@ def score(outcomes: list[PairOutcome], unparsed_score: float) -> dict[str, Any]:
     out: dict[str, Any] = {"accuracy": sum(results) / len(results) if results else None}
     for key, values in groups.items():
         out[key] = {name: sum(v) / len(v) for name, v in sorted(values.items())}
+    return out
+
+
+def _headline(sums: Sums) -> dict[str, np.ndarray]:
+    return {"accuracy": sums.ratio("correct", "n")}
+
+
+def resampling(outcomes: list[PairOutcome], unparsed_score: float) -> Resampling:
+    """Items (one pair each) resampled as one pool: the accuracy is a plain mean over pairs."""
+    del unparsed_score  # as in ``score``
+    out = Resampling(_headline)
+    for item_id, pairs in by_item(outcomes).items():
+        out.add(item_id, {"correct": float(all(pair_correct(p) for p in pairs)), "n": 1.0})
     return out

@@ -12,8 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rmr1.benchmarks._io import Record, files_under, read_file
-from rmr1.benchmarks._scoring import PairOutcome, accuracy_by_subset, mean
+from rmr1.benchmarks._scoring import PairOutcome, accuracy_by_subset, by_item, item_value, mean
+from rmr1.stats import Resampling, Sums, nanmean
 from rmr1.types import PreferencePair
 
 HUB = ("allenai/reward-bench", "filtered")
@@ -85,3 +88,26 @@ def score(outcomes: list[PairOutcome], unparsed_score: float) -> dict[str, Any]:
     subsets = accuracy_by_subset(outcomes, unparsed_score)
     sections = section_scores(subsets)
     return {**sections, "Average": mean(sections.values()), "subsets": subsets}
+
+
+def _headline(sums: Sums) -> dict[str, np.ndarray]:
+    sections: dict[str, np.ndarray] = {}
+    for section, counts in SECTIONS.items():
+        weighted = np.zeros(sums.rows)
+        total = np.zeros(sums.rows)
+        for name, count in counts.items():
+            accuracy = sums.ratio(f"v:{name}", f"n:{name}")
+            present = ~np.isnan(accuracy)
+            weighted += np.where(present, accuracy * count, 0.0)
+            total += np.where(present, count, 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sections[section] = np.where(total > 0, weighted / np.where(total > 0, total, 1), np.nan)
+    return {**sections, "Average": nanmean(list(sections.values()), sums.rows)}
+
+
+def resampling(outcomes: list[PairOutcome], unparsed_score: float) -> Resampling:
+    out = Resampling(_headline)
+    for item_id, pairs in by_item(outcomes).items():
+        subset = pairs[0].subset
+        out.add(item_id, {f"v:{subset}": item_value(pairs, unparsed_score), f"n:{subset}": 1.0}, subset)
+    return out

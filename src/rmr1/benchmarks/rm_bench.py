@@ -8,6 +8,8 @@ easy / normal / hard / average are means over the domains that have data; a doma
 
 The domain of a record comes from its ``domain`` field, else its id prefix (``chat/12``), else the file name
 (``chat_filtered.json``). Item ids carry the domain (``chat/12``) because the per-domain files reuse ids.
+
+Intervals resample whole items (all 9 comparisons together) within their pooled domain.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rmr1.benchmarks._io import Record, files_under, read_file
-from rmr1.benchmarks._scoring import PairOutcome, mean
+from rmr1.benchmarks._scoring import PairOutcome, by_item, mean
 from rmr1.errors import InputError
+from rmr1.stats import Resampling, Sums, nanmean
 from rmr1.types import PreferencePair
 
 HUB = ("THU-KEG/RM-Bench", "train")
@@ -100,21 +105,28 @@ def to_pairs(record: Record) -> list[PreferencePair]:
     ]
 
 
+def _checked(o: PairOutcome) -> tuple[str, tuple[int, int]]:
+    """(pooled domain, (i, j) cell) of a pair, refusing a judgment that cannot be RM-Bench's."""
+    if o.subset not in _POOLED:
+        raise InputError(
+            f"unknown RM-Bench domain {o.subset!r}",
+            source=f"judgment of item {o.item_id}",
+            field="subset",
+        )
+    if not 0 <= o.pair < 9:
+        raise InputError(
+            f"must be 0..8 (3*i + j), got {o.pair}", source=f"judgment of item {o.item_id}", field="pair"
+        )
+    i, j = divmod(o.pair, 3)
+    return _POOLED[o.subset], (i, j)
+
+
 def _cells(outcomes: list[PairOutcome], unparsed_score: float) -> dict[str, dict[tuple[int, int], float]]:
     """Per pooled domain, the accuracy of each (chosen style, rejected style) cell over its items."""
     values: dict[str, dict[tuple[int, int], list[float]]] = defaultdict(lambda: defaultdict(list))
     for o in outcomes:
-        if o.subset not in _POOLED:
-            raise InputError(
-                f"unknown RM-Bench domain {o.subset!r}",
-                source=f"judgment of item {o.item_id}",
-                field="subset",
-            )
-        if not 0 <= o.pair < 9:
-            raise InputError(
-                f"must be 0..8 (3*i + j), got {o.pair}", source=f"judgment of item {o.item_id}", field="pair"
-            )
-        values[_POOLED[o.subset]][divmod(o.pair, 3)].append(o.value(unparsed_score))
+        domain, cell = _checked(o)
+        values[domain][cell].append(o.value(unparsed_score))
     return {d: {cell: sum(v) / len(v) for cell, v in cells.items()} for d, cells in values.items()}
 
 
@@ -135,3 +147,33 @@ def score(outcomes: list[PairOutcome], unparsed_score: float) -> dict[str, Any]:
     result["average"] = mean(result[d] for d in SCORED_DOMAINS)
     result["by_domain"] = {d: {k: v for k, v in by_domain[d].items() if k != "all"} for d in SCORED_DOMAINS}
     return result
+
+
+def _headline(sums: Sums) -> dict[str, np.ndarray]:
+    rows = sums.rows
+    levels: dict[str, list[np.ndarray]] = {"easy": [], "normal": [], "hard": []}
+    result: dict[str, np.ndarray] = {}
+    for domain in SCORED_DOMAINS:
+        cells = {
+            (i, j): sums.ratio(f"v:{domain}:{i}{j}", f"n:{domain}:{i}{j}") for i in range(3) for j in range(3)
+        }
+        for level, members in (("easy", EASY), ("normal", NORMAL), ("hard", HARD)):
+            levels[level].append(nanmean([cells[c] for c in members], rows))
+        result[domain] = nanmean(list(cells.values()), rows)
+    for level, per_domain in levels.items():
+        result[level] = nanmean(per_domain, rows)
+    result["average"] = nanmean([result[d] for d in SCORED_DOMAINS], rows)
+    return result
+
+
+def resampling(outcomes: list[PairOutcome], unparsed_score: float) -> Resampling:
+    out = Resampling(_headline)
+    for item_id, pairs in by_item(outcomes).items():
+        values: dict[str, float] = defaultdict(float)
+        domain = ""
+        for o in pairs:
+            domain, (i, j) = _checked(o)
+            values[f"v:{domain}:{i}{j}"] += o.value(unparsed_score)
+            values[f"n:{domain}:{i}{j}"] += 1.0
+        out.add(item_id, dict(values), domain)
+    return out

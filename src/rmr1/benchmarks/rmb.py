@@ -8,23 +8,28 @@
 - Subset: ``pairwise/<Goal>/<category>`` or ``bon/<Goal>/<category>``; the goal comes from ``category_path``
   (``Pairwise_set/Helpfulness/Chat/Discussion``) or, without it, from the file's path.
 
-Scoring: pairwise accuracy per goal is the micro mean over pairs; a BoN item is worth the product of its
-losers' pair values (it counts only if the best beats every loser), averaged per goal; ``average`` is the mean
-of the four numbers that have data.
+Scoring: pairwise accuracy per goal is the micro mean over pairs; a BoN item counts 1 only if the best response
+beats every loser outright (in every judged order, each order's vote decided), else 0, averaged per goal.
+There is no fractional credit for a BoN set: a split between the two orders or an undecided order loses the
+set whatever ``unparsed_score`` says for pairwise. ``average`` is the mean of the four numbers that have data.
+
+Intervals resample pairwise items and whole BoN sets, within each of the four (kind, goal) sets.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rmr1.benchmarks._io import Record, files_under, read_file
-from rmr1.benchmarks._scoring import PairOutcome, by_item, mean
+from rmr1.benchmarks._scoring import PairOutcome, by_item, mean, won_outright
 from rmr1.errors import InputError
+from rmr1.stats import Resampling, Sums, nanmean
 from rmr1.types import PreferencePair
 
 HUB = None  # no official hub copy; RMB is published as a folder tree on GitHub
@@ -126,14 +131,19 @@ def _split_subset(outcome: PairOutcome) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+def _item_values(pairs: list[PairOutcome], unparsed_score: float) -> tuple[str, str, list[float]]:
+    """(kind, goal, values): a pairwise item's pair values; a BoN set's single 0/1 (beats every loser)."""
+    kind, goal = _split_subset(pairs[0])
+    if kind == "pairwise":
+        return kind, goal, [p.value(unparsed_score) for p in pairs]
+    return kind, goal, [1.0 if all(won_outright(p) for p in pairs) else 0.0]
+
+
 def score(outcomes: list[PairOutcome], unparsed_score: float) -> dict[str, Any]:
     values: dict[tuple[str, str], list[float]] = defaultdict(list)  # (kind, goal) -> pair or item values
     subsets: dict[str, list[float]] = defaultdict(list)
     for pairs in by_item(outcomes).values():
-        kind, goal = _split_subset(pairs[0])
-        pair_values = [p.value(unparsed_score) for p in pairs]
-        # a pairwise item is one pair; a BoN item is worth the product: it counts only if it beats every loser
-        item_values = pair_values if kind == "pairwise" else [math.prod(pair_values)]
+        kind, goal, item_values = _item_values(pairs, unparsed_score)
         values[(kind, goal)].extend(item_values)
         subsets[pairs[0].subset].extend(item_values)
     result: dict[str, Any] = {}
@@ -143,3 +153,22 @@ def score(outcomes: list[PairOutcome], unparsed_score: float) -> dict[str, Any]:
     result["average"] = mean(list(result.values()))
     result["subsets"] = {name: sum(v) / len(v) for name, v in sorted(subsets.items())}
     return result
+
+
+def _headline(sums: Sums) -> dict[str, np.ndarray]:
+    result = {
+        f"{goal.lower()}_{kind}": sums.ratio(f"v:{kind}/{goal}", f"n:{kind}/{goal}")
+        for kind in KINDS
+        for goal in GOALS
+    }
+    result["average"] = nanmean(list(result.values()), sums.rows)
+    return result
+
+
+def resampling(outcomes: list[PairOutcome], unparsed_score: float) -> Resampling:
+    out = Resampling(_headline)
+    for item_id, pairs in by_item(outcomes).items():
+        kind, goal, item_values = _item_values(pairs, unparsed_score)
+        key = f"{kind}/{goal}"
+        out.add(item_id, {f"v:{key}": sum(item_values), f"n:{key}": float(len(item_values))}, key)
+    return out

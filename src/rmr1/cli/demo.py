@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from rmr1.cli import app
+from rmr1.cli.checks import at_least, writable_dir
 
 if TYPE_CHECKING:
     from rmr1.train.demo import DemoResult
@@ -32,6 +33,9 @@ def demo(
     import warnings
 
     from rmr1.train.demo import demo_config, run_demo, summary
+
+    at_least(1, threads=threads)
+    writable_dir(out)
 
     # transformers' renaming notices (gradient vs activation checkpointing) say nothing about the demo
     warnings.filterwarnings("ignore", category=FutureWarning)

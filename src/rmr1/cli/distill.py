@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from rmr1.cli import app
+from rmr1.cli.checks import at_least, writable_dir
 from rmr1.cli.progress import progress_bar
 
 
@@ -52,10 +53,12 @@ def distill(
     """Teacher pass 1 with the judge template, pass 2 on the failures with a hint; keep verified traces."""
     from rmr1.judge_options import JudgeOptions
     from rmr1.prompts import get_template
-    from rmr1.train.distill import DistillConfig
+    from rmr1.train.distill import ATTEMPTS, DistillConfig, read_attempts
     from rmr1.train.distill import distill as run_distill
     from rmr1.train.mixes import judge_prompts
 
+    writable_dir(out)
+    at_least(1, concurrency=concurrency, sample=sample, limit=limit)
     config = DistillConfig(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
@@ -81,6 +84,7 @@ def distill(
         )
         return opts.make_backend()
 
+    read_attempts(out / ATTEMPTS)  # a damaged log to resume from is refused before a teacher is built
     teacher = backend(teacher_backend, teacher_model)
     repair = None
     if repair_backend or repair_model:

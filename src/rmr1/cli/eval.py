@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rmr1.cli import app
+from rmr1.cli.checks import writable_dir
 from rmr1.cli.options import judge_options
 from rmr1.cli.progress import progress_bar
 from rmr1.evaluation.run import Advance
@@ -21,6 +22,8 @@ def _number(value: Any) -> str:
         return "—"
     if isinstance(value, float):
         return f"{value:.4f}"
+    if isinstance(value, list):  # an interval [low, high]
+        return "[" + ", ".join(_number(v) for v in value) + "]"
     return str(value)
 
 
@@ -87,6 +90,7 @@ def eval_command(
     """Evaluate a judge on a benchmark: run.json, judgments.jsonl, scores.json and report.html in --out."""
     from rmr1.evaluation import evaluate
 
+    writable_dir(out)  # before the benchmark or the model loads
     if benchmark == "judgebench" and opts.protocol == "single":
         typer.echo(
             "warning: judgebench judged in one order only; its official protocol is both orders "

@@ -15,9 +15,10 @@ from rich.console import Console
 from rich.panel import Panel
 
 from rmr1.cli import app
+from rmr1.cli.checks import writable_file
 from rmr1.cli.options import judge_options
 from rmr1.cli.progress import progress_bar
-from rmr1.errors import InputError
+from rmr1.errors import BackendError, InputError
 from rmr1.evaluation.rundir import hold_lock, replace_atomic
 from rmr1.jsonl import JsonlAppender, cut_torn_tail, pair_from_record, read_jsonl
 from rmr1.judge import Judge
@@ -145,19 +146,21 @@ def judge(
         raise InputError("give --pairs FILE, or all of --prompt, --response-a and --response-b")
     if pairs is not None and prompt is not None:
         raise InputError("give either --pairs or --prompt/--response-a/--response-b, not both")
+    writable_file(out)  # before the model loads: an unwritable --out must not cost a model load
     loaded = _read_pairs(pairs) if pairs is not None else None
     if loaded is None:
         PreferencePair.from_texts(prompt, response_a or "", response_b or "")  # validate before the model
     judge_ = opts.build_judge()
-    console = Console(stderr=True)
     if loaded is None:
         started = time.perf_counter()
         result = judge_.judge_pair(prompt, response_a or "", response_b or "")
+        _refuse_all_failed(result, len(result))
         _show(Console(), result, time.perf_counter() - started)
         if out is not None:
             with JsonlAppender(out) as single:
                 single.write([_record(j, False) for j in result])
         return
+    console = Console(stderr=True)
     if out is None:
         _judge_file(judge_, loaded, console, None, None)
         return
@@ -166,21 +169,29 @@ def judge(
     # The lock lives beside the file (not on it): a resume may replace the file, and the lock must outlast that.
     with hold_lock(out.parent / f".{out.name}.lock", out):
         done = _resume(out, settings)
-        with JsonlAppender(out) as writer:
-            total = _judge_file(judge_, loaded, console, writer, settings, done)
+        made = _judge_file(judge_, loaded, console, out, settings, done)
     already = f" ({len(done)} already there)" if done else ""
-    console.print(f"wrote {total} judgments to {out}{already}")
+    console.print(f"wrote {made} judgments to {out}{already}")
+
+
+def _refuse_all_failed(failed: list[Judgment], total: int) -> None:
+    """A run where no call reached the model (dead server, bad key) is a failure, not an empty success."""
+    if failed and len(failed) == total and all(j.finish_reason == "error" for j in failed):
+        raise BackendError(f"all {total} judge calls failed; the first: {failed[0].parse_error}")
 
 
 def _judge_file(
     judge_: Judge,
     loaded: list[tuple[PreferencePair, bool]],
     console: Console,
-    writer: JsonlAppender | None,
+    out: Path | None,
     settings: str | None,
     done: Collection[tuple[str, int, str, int]] = (),
 ) -> int:
-    """Judge the file's pairs (skipping ``done`` keys) into ``writer`` or stdout; returns the calls made."""
+    """Judge the file's pairs (skipping ``done`` keys) into ``out`` or stdout; returns the judgments written.
+
+    Failed calls are counted, not written, so a rerun makes them again; the file is opened at the first
+    success, so a run that fails whole writes nothing."""
     labelled = {p.item_id: lab for p, lab in loaded}
     samples = range(judge_.config.samples)
     total = sum(
@@ -189,13 +200,29 @@ def _judge_file(
         for order in judge_.orders(p)
         for k in samples
     )
-    with progress_bar(console, total, "judging") as advance:
-        for j in judge_.judge((p for p, _ in loaded), skip=done):
-            record = _record(j, labelled[j.item_id], settings)
-            if writer is not None:
+    writer: JsonlAppender | None = None
+    failed: list[Judgment] = []
+    try:
+        with progress_bar(console, total, "judging") as advance:
+            for j in judge_.judge((p for p, _ in loaded), skip=done):
+                advance(1, j)
+                if j.finish_reason == "error":
+                    failed.append(j)
+                    continue
+                record = _record(j, labelled[j.item_id], settings)
+                if out is None:
+                    sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    sys.stdout.flush()
+                    continue
+                writer = writer or JsonlAppender(out)
                 writer.write(record)
-            else:
-                sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
-                sys.stdout.flush()
-            advance(1, j)
-    return total
+    finally:
+        if writer is not None:
+            writer.close()
+    _refuse_all_failed(failed, total)
+    if failed:
+        console.print(
+            f"warning: {len(failed)} of {total} judge calls failed and were not written "
+            f"(the first: {failed[0].parse_error})"
+        )
+    return total - len(failed)

@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from rmr1.cli import app
+from rmr1.cli.checks import writable_dir
 from rmr1.cli.eval import print_scores
 
 
@@ -18,5 +19,6 @@ def merge(
     """Merge shard runs: checks their settings match and no judgment is in two shards, then scores."""
     from rmr1.evaluation import merge_runs
 
+    writable_dir(out)
     scores = merge_runs(run_dirs, out, report=report)
     print_scores(scores, out)

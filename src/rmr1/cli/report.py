@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from rmr1.cli import app
+from rmr1.cli.checks import at_least, writable_dir
 
 
 @app.command()
@@ -17,5 +18,7 @@ def report(
     """Write RUN_DIR/report.html: score tables, plots and a filterable trace browser."""
     from rmr1.report import ReportConfig, write_report
 
+    at_least(1, max_traces=max_traces, max_chars=max_chars)
+    writable_dir(run_dir, "RUN_DIR")
     path = write_report(run_dir, ReportConfig(cap=max_traces, max_chars=max_chars))
     typer.echo(str(path))

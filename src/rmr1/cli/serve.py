@@ -11,6 +11,7 @@ import typer
 
 from rmr1.backends import close_backend
 from rmr1.cli import app
+from rmr1.cli.checks import at_least, positive
 from rmr1.cli.options import judge_options
 from rmr1.errors import ConfigError, require
 from rmr1.judge_options import JudgeOptions
@@ -71,6 +72,15 @@ def serve(
 
     if not 0 < port < 65536:
         raise ConfigError(f"port must be in 1..65535, got {port}")
+    # Sizes and time limits are checked here, before the model loads, so a typo is one line, not a server
+    # that starts and then fails every request.
+    at_least(1, max_batch=max_batch, max_concurrency=max_concurrency, max_body_bytes=max_body_bytes)
+    at_least(0, batch_window_ms=batch_window_ms)
+    positive(request_timeout=request_timeout)
+    from uvicorn.config import LOG_LEVELS
+
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
     if not _loopback(host) and not token:
         typer.echo(
             f"warning: serving on {host} without --token: anyone who can reach it can use the judge", err=True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -10,6 +11,7 @@ from typing import Annotated, Any, cast
 import typer
 
 from rmr1.cli import app
+from rmr1.cli.checks import writable_dir, writable_file
 
 train_app = typer.Typer(
     no_args_is_help=True, help="Train a judge: SFT on traces, GRPO with verifiable rewards."
@@ -32,6 +34,8 @@ def _show(recipe: Any, args: dict[str, Any], notes: list[str]) -> None:
 
 
 def _report(result: Any) -> None:
+    if os.environ.get("RANK", "0") != "0":
+        return  # under a multi-process launch every rank returns; only the main one reports
     typer.echo(f"trained {result.steps} steps in {result.seconds:.1f}s; model saved to {result.output_dir}")
     typer.echo(f"curves: {Path(result.output_dir) / 'curves.csv'}")
 
@@ -44,9 +48,13 @@ def sft(
 ) -> None:
     """Supervised fine-tuning on teacher traces (loss on the trace only)."""
     from rmr1.train.config import SFTRecipe, load_recipe
-    from rmr1.train.sft import run_sft, sft_args
 
     recipe = load_recipe(SFTRecipe, config, overrides or [])
+    if not dry_run:
+        writable_dir(Path(recipe.output_dir), "output_dir")
+    # TRL and torch take seconds to import: only for a recipe that passed its checks
+    from rmr1.train.sft import run_sft, sft_args
+
     if dry_run:
         _show(recipe, *sft_args(recipe))
         return
@@ -61,9 +69,13 @@ def grpo(
 ) -> None:
     """GRPO with the paper's verifiable reward on judge prompts labelled with a winner."""
     from rmr1.train.config import GRPORecipe, load_recipe
-    from rmr1.train.grpo import grpo_args, run_grpo
 
     recipe = load_recipe(GRPORecipe, config, overrides or [])
+    if not dry_run:
+        writable_dir(Path(recipe.output_dir), "output_dir")
+    # TRL and torch take seconds to import: only for a recipe that passed its checks
+    from rmr1.train.grpo import grpo_args, run_grpo
+
     if dry_run:
         _show(recipe, *grpo_args(recipe))
         return
@@ -126,6 +138,7 @@ def data(
 
     if not pairs and not paper_mixture:
         raise InputError("give --pairs FILE (repeatable) or --paper-mixture")
+    writable_file(out)
     tmpl = get_template(template, template_file)
     chosen: list[Any] = []
     if paper_mixture:

@@ -11,6 +11,10 @@
 - ``forced_rate`` (runs with ``--verdict forced``): judgments whose verdict was forced / judgments. Forced
   verdicts count as parsed here (``parse_failure_rate``, ``a_rate``, ``position_consistency``); the scores see
   them as unparsed unless ``score_forced``.
+- ``tie_rate`` (pointwise runs with ties only): pairs whose two ratings were equal / judgments. A tie has no
+  verdict but is not a parse failure, so it is counted here and not in ``parse_failure_rate``.
+- ``ece``, ``brier`` (only when probabilities or votes exist): calibration of each decision's confidence, see
+  ``Confidence`` and ``rmr1.stats`` (10 equal-width bins of top-label confidence for ECE).
 
 Memory stays flat: a pair's judgments are held only until both orders have all their samples, which in a run's
 log is a few lines later.
@@ -21,12 +25,55 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from rmr1 import stats
 from rmr1.judge import vote
 from rmr1.types import Judgment
+from rmr1.verdicts import TIE
 
 
 def _share(part: int, whole: int) -> float | None:
     return part / whole if whole else None
+
+
+class Confidence:
+    """P(chosen wins) per decision (item, pair, order), for calibration.
+
+    From ``p_a`` when the decision's samples carry it (the mean over those samples, turned round when the
+    preferred response was shown as B); otherwise, when voting (``votes``), the share of parsed samples that
+    picked the preferred response. A decision with neither has no confidence and is left out. Only four numbers
+    are kept per decision, never the judgments.
+    """
+
+    def __init__(self, *, votes: bool) -> None:
+        self.votes = votes
+        self._units: dict[
+            tuple[str, int, str], list[float]
+        ] = {}  # [sum of P(chosen), samples with p_a, right, wrong]
+
+    def add(self, j: Judgment) -> None:
+        if j.p_a is None and not self.votes:
+            return
+        unit = self._units.setdefault((j.item_id, j.pair, j.order), [0.0, 0.0, 0.0, 0.0])
+        if j.p_a is not None:
+            unit[0] += j.p_a if j.order == "AB" else 1.0 - j.p_a
+            unit[1] += 1
+        if j.correct is not None:
+            unit[2 if j.correct else 3] += 1
+
+    def values(self) -> list[float]:
+        out = []
+        for p_sum, p_count, right, wrong in self._units.values():
+            if p_count:
+                out.append(p_sum / p_count)
+            elif self.votes and right + wrong:
+                out.append(right / (right + wrong))
+        return out
+
+    def result(self) -> dict[str, Any]:
+        values = self.values()
+        if not values:
+            return {}
+        return {"ece": stats.ece(values), "brier": stats.brier(values)}
 
 
 class Diagnostics:
@@ -40,13 +87,18 @@ class Diagnostics:
         self.count = self.unparsed = self.truncated = self.errors = 0
         self.parsed = self.said_a = 0
         self.tokens = self.returned = 0
+        self.ties = 0
         self.consistent = self.compared = 0
         self._pending: dict[tuple[str, int], list[Judgment]] = {}
+        self.confidence = Confidence(votes=samples > 1)
 
     def add(self, j: Judgment) -> None:
         self.count += 1
         self.forced += j.forced
-        if j.verdict is None:
+        self.confidence.add(j)
+        if j.verdict is None and j.parse_error == TIE and j.completion_b is not None:
+            self.ties += 1
+        elif j.verdict is None:
             self.unparsed += 1
         else:
             self.parsed += 1
@@ -76,6 +128,7 @@ class Diagnostics:
             self._compare(group)
         self._pending.clear()
         extra = {"forced_rate": _share(self.forced, self.count)} if self.report_forced else {}
+        ties = {"tie_rate": _share(self.ties, self.count)} if self.ties else {}
         return {
             "judgments": self.count,
             "parse_failure_rate": _share(self.unparsed, self.count),
@@ -85,6 +138,8 @@ class Diagnostics:
             "a_rate": _share(self.said_a, self.parsed),
             "mean_completion_tokens": (self.tokens / self.returned) if self.returned else None,
             **extra,
+            **self.confidence.result(),
+            **ties,
         }
 
     def tap(self, judgments: Iterable[Judgment]) -> Iterator[Judgment]:
@@ -94,4 +149,4 @@ class Diagnostics:
             yield j
 
 
-__all__ = ["Diagnostics"]
+__all__ = ["Confidence", "Diagnostics"]

@@ -26,6 +26,7 @@ from typing import Any
 from rmr1.errors import ConfigError, InputError
 from rmr1.evaluation.settings import RunSettings
 from rmr1.jsonl import cut_torn_tail, read_jsonl
+from rmr1.textio import read_text
 from rmr1.types import Judgment
 
 Key = tuple[str, int, str, int]
@@ -85,25 +86,44 @@ def hold_lock(lock_file: Path, what: Path) -> Iterator[None]:
 
     A second holder, in this process or another, is refused with one line naming ``what`` and the holder's
     pid. The kernel releases the lock when the descriptor closes or its process dies, so it never goes stale.
+    The holder removes the file before it lets go, so a finished command leaves nothing behind; a process that
+    opened the file just before it was removed notices (the path no longer names its inode) and starts over.
     """
+    fd = _acquire(lock_file, what)
     try:
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot create the lock file {lock_file.name} ({exc.strerror})") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise ConfigError(
-                f"{what} is in use by another rmr1 process (pid {holder}); "
-                "wait for it to finish or use another --out"
-            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
+        with contextlib.suppress(OSError):
+            lock_file.unlink()
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def _acquire(lock_file: Path, what: Path) -> int:
+    while True:
+        try:
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(
+                f"{what}: cannot create the lock file {lock_file.name} ({exc.strerror})"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise ConfigError(
+                f"{what} is in use by another rmr1 process (pid {holder}); "
+                "wait for it to finish or use another --out"
+            ) from None
+        try:
+            current = os.stat(lock_file).st_ino
+        except FileNotFoundError:
+            current = -1
+        if current == os.fstat(fd).st_ino:
+            return fd
+        os.close(fd)  # the file was removed by the holder we raced with: take the new one
 
 
 class RunDir:
@@ -126,7 +146,7 @@ class RunDir:
         if not self.run_json.is_file():
             return None
         try:
-            data = json.loads(self.run_json.read_text(encoding="utf-8"))
+            data = json.loads(read_text(self.run_json))
         except json.JSONDecodeError as exc:
             raise InputError(
                 f"not valid JSON ({exc.msg})", source=str(self.run_json), line=exc.lineno
@@ -168,8 +188,10 @@ class RunDir:
         for line, record in read_jsonl(self.judgments, tolerate_torn_tail=True):
             try:
                 yield line, Judgment.from_dict(record)
-            except (InputError, TypeError) as exc:
-                raise InputError(str(exc).split(": ", 1)[-1], source=source, line=line) from None
+            except InputError as exc:
+                raise exc.located(source, line) from None
+            except TypeError as exc:  # a field the dataclass does not take as given
+                raise InputError(str(exc), source=source, line=line) from None
 
     def iter_judgments(self) -> Iterator[Judgment]:
         for _, judgment in self.iter_numbered():

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from rmr1 import pointwise
 from rmr1.benchmarks import score_judgments
 from rmr1.evaluation.diagnostics import Diagnostics
 from rmr1.evaluation.rundir import RunDir, write_atomic
@@ -24,6 +25,8 @@ def reparse(judgment: Judgment, mode: str) -> Judgment:
     """The judgment with its verdict read again from the logged completion (failed calls stay failed)."""
     if judgment.finish_reason == "error":
         return judgment
+    if judgment.completion_b is not None:  # a pointwise decision: read both ratings again
+        return pointwise.reparse(judgment)
     verdict = parse_verdict(judgment.completion, mode)
     if judgment.forced and verdict.label is None:
         return judgment  # still no written verdict: the forced read stands
@@ -56,7 +59,11 @@ def score_stream(settings: RunSettings, judgments: Iterable[Judgment]) -> dict[s
     stream = diagnostics.tap(judgments)
     if not settings.score_forced:
         stream = (strict_view(j) for j in stream)
-    scores = dict(score_judgments(settings.benchmark, stream, unparsed_score=settings.unparsed_score))
+    scores = dict(
+        score_judgments(
+            settings.benchmark, stream, unparsed_score=settings.unparsed_score, intervals_seed=settings.seed
+        )
+    )
     for _ in stream:  # a scorer that stopped early must not shorten the diagnostics
         pass
     scores["diagnostics"] = diagnostics.result()

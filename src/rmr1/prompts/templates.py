@@ -15,6 +15,7 @@ import yaml
 
 from rmr1.errors import ConfigError, InputError
 from rmr1.prompts.layout import render_pair
+from rmr1.textio import read_text
 from rmr1.types import Message
 
 PLACEHOLDERS = ("pair", "question")
@@ -150,7 +151,7 @@ def load_template_file(path: str | Path) -> JudgeTemplate:
     if not p.is_file():
         raise InputError("template file not found", source=str(p))
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(p))
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         raise InputError("not valid YAML", source=str(p), line=None if line is None else line + 1) from None

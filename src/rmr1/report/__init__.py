@@ -4,7 +4,8 @@
     write_report("runs/x")          # reads run.json, scores.json, judgments.jsonl; writes runs/x/report.html
 
 The page holds the official scores and diagnostics, the plots (accuracy per subset, position bias, trace
-length, accuracy by vote confidence when voting) and a trace browser with the Chain-of-Rubrics parts
+length, accuracy by vote confidence when voting, a reliability diagram and accuracy per confidence decile when
+probabilities or votes exist) and a trace browser with the Chain-of-Rubrics parts
 highlighted and filters by subset, outcome, order and text. The browser holds at most ``cap`` traces so a
 large run still opens quickly.
 """
@@ -18,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rmr1 import stats as statistics
 from rmr1.evaluation.rundir import RunDir, write_atomic
 from rmr1.evaluation.scoring import score_run
 from rmr1.report.plots import all_plots
-from rmr1.report.stats import gather
+from rmr1.report.stats import ReportStats, gather
 from rmr1.report.traces import trace_view
 
 _COUNTS = ("judgments",)
@@ -61,16 +63,42 @@ def _rows(breakdown: dict[str, Any]) -> Iterator[tuple[str, str]]:
             yield name, _fmt(name, value)
 
 
+def _with_interval(name: str, value: Any, interval: Any) -> str:
+    if value is None or not isinstance(interval, list) or len(interval) != 2:
+        return _fmt(name, value)
+    return f"{_fmt(name, value)} [{interval[0]:.1%}, {interval[1]:.1%}]"
+
+
 def score_tables(scores: dict[str, Any]) -> list[ScoreTable]:
-    """The official numbers first, then each nested breakdown (subsets, by_source), then diagnostics."""
-    top = [(k, _fmt(k, v)) for k, v in scores.items() if not isinstance(v, dict)]
+    """The official numbers first (with their 95% intervals), then each nested breakdown (subsets, by_source),
+    then diagnostics."""
+    intervals = scores.get("intervals") or {}
+    top = [(k, _with_interval(k, v, intervals.get(k))) for k, v in scores.items() if not isinstance(v, dict)]
     tables = [ScoreTable("Official scores", top)] if top else []
     for key, value in scores.items():
-        if isinstance(value, dict) and key != "diagnostics":
+        if isinstance(value, dict) and key not in ("diagnostics", "intervals"):
             tables.append(ScoreTable(key, list(_rows(value))))
     diagnostics = scores.get("diagnostics") or {}
     tables.append(ScoreTable("Diagnostics", [(k, _fmt(k, v)) for k, v in diagnostics.items()]))
     return tables
+
+
+@dataclass(frozen=True)
+class Calibration:
+    ece: float | None
+    brier: float | None
+    decisions: int
+    deciles: list[statistics.Bin]
+
+
+def calibration(stats: ReportStats) -> Calibration | None:
+    """ECE, Brier and accuracy per confidence decile, when probabilities or votes exist."""
+    values = stats.calibration.values()
+    if not values:
+        return None
+    return Calibration(
+        statistics.ece(values), statistics.brier(values), len(values), statistics.deciles(values)
+    )
 
 
 def _environment() -> Any:
@@ -106,6 +134,7 @@ def render_report(run_dir: str | Path, config: ReportConfig | None = None) -> st
             diagnostics=scores.get("diagnostics", {"judgments": stats.total}),
             score_tables=score_tables(scores),
             plots=all_plots(stats),
+            calibration=calibration(stats),
             subsets=sorted(stats.by_subset),
             traces=traces,
             total=stats.total,
@@ -124,4 +153,4 @@ def write_report(run_dir: str | Path, config: ReportConfig | None = None) -> Pat
     return run.report
 
 
-__all__ = ["ReportConfig", "render_report", "score_tables", "write_report"]
+__all__ = ["Calibration", "ReportConfig", "calibration", "render_report", "score_tables", "write_report"]

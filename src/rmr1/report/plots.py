@@ -6,6 +6,7 @@ import base64
 import io
 from typing import Any
 
+from rmr1 import stats as statistics
 from rmr1.report.stats import ReportStats
 
 COLOURS = {"correct": "#2e7d32", "wrong": "#c62828", "unparsed": "#9e9e9e"}
@@ -122,6 +123,39 @@ def confidence_plot(stats: ReportStats) -> str | None:
     return _png(fig)
 
 
+def reliability_plot(stats: ReportStats) -> str | None:
+    """Reliability diagram: accuracy against mean confidence in equal-width confidence bins."""
+    values = stats.calibration.values()
+    if not values:
+        return None
+    bins = [b for b in statistics.reliability(values) if b.count]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    width = 1 / statistics.BINS
+    ax.bar(
+        [b.low for b in bins],
+        [b.accuracy for b in bins],
+        width=width,
+        align="edge",
+        color="#00838f",
+        edgecolor="white",
+        label="accuracy",
+    )
+    # the confidence of the picked response is never below 0.5, so the diagram starts there
+    ax.plot([0.5, 1], [0.5, 1], linestyle="--", color="#555", linewidth=1, label="perfect calibration")
+    ax.plot([b.confidence for b in bins], [b.accuracy for b in bins], "o", color="#004d40", markersize=4)
+    for b in bins:
+        ax.text(b.low + width / 2, (b.accuracy or 0) + 0.02, f"n={b.count}", ha="center", fontsize=7)
+    ax.set_xlim(0.5, 1)
+    ax.set_ylim(0, 1.1)
+    ax.set_xlabel("confidence of the picked response")
+    ax.set_ylabel("accuracy")
+    ece = statistics.ece(values)
+    ax.set_title(f"Reliability (ECE {ece:.3f}, {len(values)} decisions)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    return _png(fig)
+
+
 def all_plots(stats: ReportStats) -> list[tuple[str, str]]:
     """(title, data URI) for each plot that has data."""
     drawn = [
@@ -129,8 +163,9 @@ def all_plots(stats: ReportStats) -> list[tuple[str, str]]:
         ("Position bias", position_plot(stats)),
         ("Trace length", length_plot(stats)),
         ("Verdict confidence", confidence_plot(stats)),
+        ("Reliability diagram", reliability_plot(stats)),
     ]
     return [(title, uri) for title, uri in drawn if uri is not None]
 
 
-__all__ = ["all_plots", "confidence_plot", "length_plot", "position_plot", "subsets_plot"]
+__all__ = ["all_plots", "confidence_plot", "length_plot", "position_plot", "reliability_plot", "subsets_plot"]

@@ -1,8 +1,9 @@
 """What the report shows, gathered in one streaming pass over judgments.jsonl.
 
 Counts per subset and per order, completion lengths per outcome, vote confidence per decision (when voting),
-and a bounded sample of traces for the browser. The sample takes traces from each outcome in turn (correct,
-wrong, unparsed), so wrong and unparsed traces are still there to read in a large, mostly correct run.
+P(chosen wins) per decision for calibration (when probabilities or votes exist), and a bounded sample of
+traces for the browser. The sample takes traces from each outcome in turn (correct, wrong, unparsed), so wrong
+and unparsed traces are still there to read in a large, mostly correct run.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from rmr1.evaluation.diagnostics import Confidence
 from rmr1.judge import vote
 from rmr1.types import Judgment
 
@@ -63,8 +65,13 @@ class ReportStats:
     confidence: Counter[tuple[float, bool]] = field(default_factory=Counter)
     _pool: dict[str, list[Shown]] = field(default_factory=lambda: {k: [] for k in OUTCOMES})
     _units: dict[tuple[str, int, str], list[Judgment]] = field(default_factory=dict)
+    calibration: Confidence = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.calibration = Confidence(votes=self.samples > 1)
 
     def add(self, j: Judgment) -> None:
+        self.calibration.add(j)
         kind = outcome(j)
         self.by_subset.setdefault(j.subset, Tally()).add(j, kind)
         self.by_order.setdefault(j.order, Tally()).add(j, kind)

@@ -12,6 +12,9 @@ asks an ``rmr1 serve`` server (``POST /v1/score``). Methods:
   probabilities (both orders averaged; the votes where no probability was read), the reward being the
   expected win rate in the group, 2 * rate - 1 (see ``rmr1.rewards.probabilistic``). Judge with
   ``verdict="logprob"`` or ``"forced"`` to get the probabilities.
+- ``rating`` (a pointwise judge, ``--mode pointwise``): each completion's own 1-10 rating mapped onto [-1, 1]
+  (an unrated one 0, counted in ``unparsed``). A pointwise judge under the other methods decides each
+  comparison by the two ratings, rating every completion once.
 
 An unparsed verdict is a draw, so every completion gets a defined reward, and the draws and unparsed
 comparisons are counted per completion. Empty completions are not sent to the judge: they lose to any

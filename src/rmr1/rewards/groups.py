@@ -9,12 +9,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from rmr1 import pointwise
 from rmr1.errors import ConfigError, InputError
 from rmr1.judge import Judge
 from rmr1.tournament import Match, TournamentResult, judge_matches, reference_reward, run_tournaments
 from rmr1.types import CandidateSet, Message, PreferencePair, as_messages
 
-METHODS = ("round_robin", "knockout", "reference", "bradley_terry_prob")
+METHODS = ("round_robin", "knockout", "reference", "rating", "bradley_terry_prob")
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,8 @@ def score_groups(judge: Judge, groups: Sequence[Group], method: str = "round_rob
         raise ConfigError(f"unknown reward method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "reference":
         return _reference_scores(judge, groups)
+    if method == "rating":  # a pointwise judge: each completion's own normalised rating
+        return pointwise.rating_rewards(judge, groups, [_item_id(i, g) for i, g in enumerate(groups)])
     tournament = "round_robin" if method == "bradley_terry_prob" else method
     live = [[k for k, r in enumerate(g.responses) if _live(r)] for g in groups]
     runnable = [i for i, idx in enumerate(live) if len(idx) >= 2]

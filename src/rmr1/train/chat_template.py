@@ -90,10 +90,12 @@ def training_chat_template(tokenizer: Any, template_file: str | None = None) -> 
     if template_file:
         from pathlib import Path
 
+        from rmr1.textio import read_text
+
         path = Path(template_file)
         if not path.is_file():
             raise ConfigError(f"chat_template_file {template_file!r} not found")
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
         if not has_generation_markers(text):
             raise ConfigError(f"{template_file}: the template has no {{% generation %}} markers")
         return text

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import yaml
 
 from rmr1.errors import ConfigError
+from rmr1.textio import read_text
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 PRECISIONS = ("bf16", "fp16", "fp32")
@@ -252,7 +253,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(read_text(path)) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -144,10 +144,35 @@ def _attempt(
     }
 
 
+# What a resumed run reads of each logged attempt, and what it must hold: a row written by hand or by another
+# tool fails on its own line here, not later as a KeyError inside the dataset writer.
+_ATTEMPT_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "id": (lambda v: isinstance(v, (str, int)) and not isinstance(v, bool), "a string or integer"),
+    "pass": (lambda v: v in (1, 2) and not isinstance(v, bool), "1 or 2"),
+    "verdict": (lambda v: v is None or v in ("A", "B"), '"A", "B" or null'),
+    "correct": (lambda v: isinstance(v, bool), "true or false"),
+    "finish_reason": (lambda v: isinstance(v, str), "a string"),
+    "completion": (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def _checked_attempt(record: dict[str, Any], source: str, line: int) -> dict[str, Any]:
+    for name, (accepted, expected) in _ATTEMPT_FIELDS.items():
+        if name not in record:
+            raise InputError("missing", source=source, line=line, field=name)
+        if not accepted(record[name]):
+            raise InputError(f"must be {expected}", source=source, line=line, field=name)
+    return {**record, "id": str(record["id"])}
+
+
 def read_attempts(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
     if not path.is_file():
         return {}
-    return {(str(r["id"]), int(r["pass"])): r for _, r in read_jsonl(path, tolerate_torn_tail=True)}
+    attempts = {}
+    for line, record in read_jsonl(path, tolerate_torn_tail=True):
+        checked = _checked_attempt(record, str(path), line)
+        attempts[(checked["id"], int(checked["pass"]))] = checked
+    return attempts
 
 
 def _usable(attempt: Mapping[str, Any] | None, config: DistillConfig) -> bool:
@@ -199,9 +224,10 @@ def distill(
     """Run both passes (resuming from ``attempts.jsonl``), then write ``train.jsonl`` and ``stats.json``."""
     _check(items)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    # A failed teacher call is not done: a rerun makes it again (the log keeps both lines; the later one wins).
+    # A bad log is refused before anything is created. A failed teacher call is not done: a rerun makes it
+    # again (the log keeps both lines; the later one wins).
     attempts = {k: a for k, a in read_attempts(out / ATTEMPTS).items() if a.get("finish_reason") != "error"}
+    out.mkdir(parents=True, exist_ok=True)
     with JsonlAppender(out / ATTEMPTS) as log:
         first = [(it, prompt_messages(it)) for it in items if (str(it["id"]), 1) not in attempts]
         for record in _run_pass(teacher, first, 1, config, log, on_batch):

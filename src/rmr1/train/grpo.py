@@ -30,6 +30,7 @@ from rmr1.train.runtime import (
     CurveLogger,
     apply_extra,
     common_args,
+    fit_attention,
     load_tokenizer,
     lora_config,
     make_trl_config,
@@ -229,6 +230,7 @@ def run_grpo(recipe: GRPORecipe, *, log: Any = print) -> TrainResult:
     from trl import GRPOTrainer
 
     config, notes = build_grpo_config(recipe)
+    fit_attention(config, notes)
     tokenizer, model_path = load_tokenizer(recipe.model)
     dataset, dropped = grpo_dataset(recipe, tokenizer)
     if dropped:

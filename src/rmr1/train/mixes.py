@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from rmr1.errors import ConfigError, InputError
+from rmr1.preferences import parse_preference
 from rmr1.prompts import JudgeTemplate, get_template
+from rmr1.textio import check_utf8
 from rmr1.types import Message, PreferencePair, as_messages
 
 WINNERS = ("model_a", "model_b")
@@ -52,6 +54,8 @@ def load_rows(spec: str, split: str = "train") -> Any:
                     f"unsupported file type {path.suffix!r} (use .jsonl, .json, .parquet or .csv)",
                     source=str(path),
                 )
+            if path.suffix != ".parquet":
+                check_utf8(path)
             return datasets.load_dataset(builders[path.suffix], data_files=str(path), split="train")
         if path.is_dir():
             if (path / "dataset_info.json").is_file() and (path / "state.json").is_file():
@@ -76,60 +80,11 @@ def _messages(value: Any, source: str, line: int, name: str) -> tuple[Message, .
         ) from None
 
 
-def _response(value: Any, source: str, line: int, name: str) -> str:
-    """A response given as text or as a message list whose last turn is the assistant's reply."""
-    if isinstance(value, str):
-        return value
-    messages = _messages(value, source, line, name)
-    if not messages or messages[-1].role != "assistant":
-        raise InputError(
-            "the last message must be the assistant's response", source=source, line=line, field=name
-        )
-    return messages[-1].content
-
-
 def pair_from_preference(
     record: Mapping[str, Any], *, source: str, line: int, default_id: str, subset: str = ""
 ) -> PreferencePair:
-    """A pair from a TRL preference row: explicit (prompt/chosen/rejected) or implicit prompt (two chats)."""
-    for key in ("chosen", "rejected"):
-        if record.get(key) is None:  # absent, or None where a table mixes both formats
-            raise InputError("missing", source=source, line=line, field=key)
-    item_id = str(record.get("id") or record.get("item_id") or default_id)
-    if record.get("prompt") is not None:
-        context = _messages(record["prompt"], source, line, "prompt")
-        chosen = _response(record["chosen"], source, line, "chosen")
-        rejected = _response(record["rejected"], source, line, "rejected")
-    else:
-        if isinstance(record["chosen"], str):
-            raise InputError(
-                "missing (needed when chosen/rejected are plain texts)",
-                source=source,
-                line=line,
-                field="prompt",
-            )
-        full_chosen = _messages(record["chosen"], source, line, "chosen")
-        full_rejected = _messages(record["rejected"], source, line, "rejected")
-        if full_chosen[:-1] != full_rejected[:-1]:
-            raise InputError(
-                "chosen and rejected conversations differ before their last turn",
-                source=source,
-                line=line,
-                field="rejected",
-            )
-        context = full_chosen[:-1]
-        chosen = _response(record["chosen"], source, line, "chosen")
-        rejected = _response(record["rejected"], source, line, "rejected")
-    try:
-        return PreferencePair(
-            item_id=item_id,
-            context=context,
-            chosen=chosen,
-            rejected=rejected,
-            subset=str(record.get("subset", subset) or subset),
-        )
-    except InputError as exc:
-        raise InputError(str(exc).split(": ", 1)[-1], source=source, line=line, field=exc.field) from None
+    """A pair from a preference row in any format ``rmr1.preferences`` reads (TRL's, Anthropic HH)."""
+    return parse_preference(record, source=source, line=line, default_id=default_id, subset=subset).pair
 
 
 def preference_pairs(

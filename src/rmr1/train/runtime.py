@@ -12,7 +12,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from rmr1.errors import ConfigError, require
-from rmr1.models import resolve_model
+from rmr1.models import check_causal_lm, resolve_model
 from rmr1.train.config import GRPORecipe, LoraSettings, SFTRecipe
 
 CURVES_JSONL, CURVES_CSV = "curves.jsonl", "curves.csv"
@@ -30,6 +30,44 @@ def precision_args(precision: str) -> dict[str, Any]:
 
 def model_dtype(precision: str) -> str:
     return {"bf16": "bfloat16", "fp16": "float16"}.get(precision, "float32")
+
+
+_FLASH = ("flash_attention_2", "flash_attention_3")
+
+
+def attention_for_machine(requested: str | None) -> tuple[str | None, str | None]:
+    """(attn_implementation to use, a note when it differs): flash attention needs flash_attn and CUDA.
+
+    The paper presets ask for flash_attention_2; on a machine without it transformers would stop the run at
+    model load, while sdpa computes the same attention, only with more memory.
+    """
+    if requested not in _FLASH:
+        return requested, None
+    import importlib.util
+
+    missing = [
+        why
+        for why, absent in (
+            ("the flash_attn package is not installed", importlib.util.find_spec("flash_attn") is None),
+            ("no CUDA device", not _has_gpu()),
+        )
+        if absent
+    ]
+    if not missing:
+        return requested, None
+    return "sdpa", f"attn_implementation {requested} -> sdpa: {' and '.join(missing)}"
+
+
+def fit_attention(config: Any, notes: list[str]) -> None:
+    """Swap flash attention for sdpa in a built TRL config when this machine cannot run it, with a note.
+
+    Done at run time, not in the config builders, so a config built for the paper's cluster keeps its values.
+    """
+    init = dict(getattr(config, "model_init_kwargs", None) or {})
+    attn, note = attention_for_machine(init.get("attn_implementation"))
+    if note:
+        config.model_init_kwargs = {**init, "attn_implementation": attn}
+        notes.append(note)
 
 
 def common_args(recipe: SFTRecipe | GRPORecipe) -> dict[str, Any]:
@@ -57,10 +95,11 @@ def common_args(recipe: SFTRecipe | GRPORecipe) -> dict[str, Any]:
     }
     if recipe.gradient_checkpointing:
         args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
-    if recipe.precision == "bf16" and not _has_gpu():
-        args["use_cpu"] = (
-            True  # bf16 autocast on a CPU; TrainingArguments refuses bf16 without a GPU otherwise
-        )
+    if not _has_gpu():
+        # bf16 autocast on a CPU needs it (TrainingArguments refuses bf16 without a GPU otherwise), and under
+        # torchrun-style launches (`accelerate launch --multi_gpu` on a CPU box) it makes accelerate run the
+        # ranks as MULTI_CPU over gloo instead of looking for GPUs.
+        args["use_cpu"] = True
     return args
 
 
@@ -108,7 +147,8 @@ def load_tokenizer(model: str, template_file: str | None = None, *, for_sft: boo
     from rmr1.train.chat_template import training_chat_template
 
     path = resolve_model(model or None)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    check_causal_lm(path)  # a wrong checkpoint fails here in one line, not deep inside TRL
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     if for_sft or template_file:
         tokenizer.chat_template = training_chat_template(tokenizer, template_file)
     if tokenizer.pad_token is None:
@@ -153,7 +193,9 @@ def read_curves(out_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(out_dir) / CURVES_JSONL
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from rmr1.jsonl import read_jsonl
+
+    return [row for _, row in read_jsonl(path, tolerate_torn_tail=True)]  # a run killed mid-write
 
 
 def save_final(trainer: Any, recipe: SFTRecipe | GRPORecipe, tokenizer: Any) -> Path:
@@ -169,9 +211,9 @@ def save_final(trainer: Any, recipe: SFTRecipe | GRPORecipe, tokenizer: Any) -> 
         trainer.save_model(str(out))
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(out))
-        (out / "recipe.json").write_text(
-            json.dumps(dataclasses.asdict(recipe), indent=2) + "\n", encoding="utf-8"
-        )
+        # The processes that trained it, so a multi-process run can be told from one that fell back to one.
+        info = {**dataclasses.asdict(recipe), "num_processes": trainer.accelerator.num_processes}
+        (out / "recipe.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return out
 
 
@@ -180,7 +222,9 @@ __all__ = [
     "CURVES_JSONL",
     "CurveLogger",
     "apply_extra",
+    "attention_for_machine",
     "common_args",
+    "fit_attention",
     "load_tokenizer",
     "lora_config",
     "model_dtype",

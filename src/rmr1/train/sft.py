@@ -19,6 +19,7 @@ from rmr1.train.runtime import (
     CurveLogger,
     apply_extra,
     common_args,
+    fit_attention,
     load_tokenizer,
     lora_config,
     make_trl_config,
@@ -127,6 +128,7 @@ def run_sft(recipe: SFTRecipe, *, log: Any = print) -> TrainResult:
     from trl import SFTTrainer
 
     config, notes = build_sft_config(recipe)
+    fit_attention(config, notes)
     for note in notes:
         log(f"note: {note}")
     tokenizer, model_path = load_tokenizer(recipe.model, recipe.chat_template_file, for_sft=True)
