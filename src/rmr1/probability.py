@@ -114,11 +114,45 @@ def hf_read(
         input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _, _ in chunk], device=device)
         mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _, _ in chunk], device=device)
         with torch.inference_mode():
-            logits = model(input_ids=input_ids, attention_mask=mask).logits
-        for row, (ids, id_a, id_b) in enumerate(chunk):
-            last = logits[row, len(ids) - 1].double()
-            out.append(two_way(float(last[id_a]), float(last[id_b])))
+            out.extend(_two_logits(model, input_ids, mask, chunk))
     return out
+
+
+def _two_logits(
+    model: Any, input_ids: Any, mask: Any, chunk: Sequence[tuple[list[int], int, int]]
+) -> list[float]:
+    """P(A) per row from the A and B logits at the row's last real token.
+
+    In bfloat16 the logits themselves are rounded to ~0.1 at their usual size, which would leave P(A) on a
+    coarse grid; so where the model is a plain decoder + linear head, the last hidden state is multiplied by
+    the two head rows in float64. Heads that change logits after the product (soft-capping, a logit scale)
+    take the model's own logits.
+    """
+    head = model.get_output_embeddings()
+    body: Any = getattr(model, "base_model", None)
+    config = getattr(model, "config", None)
+    plain = (
+        head is not None
+        and body is not None
+        and body is not model
+        and getattr(head, "bias", None) is None
+        and not getattr(config, "final_logit_softcapping", None)
+        and getattr(config, "logit_scale", None) is None
+    )
+    rows = [len(ids) - 1 for ids, _, _ in chunk]
+    if plain:
+        hidden = body(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        values = []
+        for row, (_, id_a, id_b) in enumerate(chunk):
+            weights = head.weight[[id_a, id_b]].double()
+            la, lb = (weights @ hidden[row, rows[row]].double()).tolist()
+            values.append(two_way(la, lb))
+        return values
+    logits = model(input_ids=input_ids, attention_mask=mask).logits
+    return [
+        two_way(float(logits[row, rows[row], a].double()), float(logits[row, rows[row], b].double()))
+        for row, (_, a, b) in enumerate(chunk)
+    ]
 
 
 # --- log-probabilities returned with a generation (OpenAI-compatible servers, vLLM) -------------------------
