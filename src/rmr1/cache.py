@@ -107,6 +107,13 @@ class CachedBackend:
         """What the wrapped backend serves, so run labels look through the cache."""
         return getattr(self.inner, "model_name", None) or getattr(self.inner, "source", None)
 
+    @property
+    def context_length(self) -> int | None:
+        """The wrapped backend's window (rmr1.backends.window), so callers see through the cache."""
+        from rmr1.backends.window import context_length
+
+        return context_length(self.inner)
+
     def served_model(self) -> str | None:
         served = getattr(self.inner, "served_model", None)
         return served() if callable(served) else None
@@ -159,8 +166,19 @@ class CachedBackend:
         return found
 
     def _store(self, model: str, results: list[tuple[str, Completion]]) -> None:
+        # A thought the prompt opened is stored with its <think> put back (``full_text``): a hit then reads,
+        # and is logged, exactly as the first answer was.
         rows = [
-            (key, model, c.text, c.reasoning, c.finish_reason, c.prompt_tokens, c.completion_tokens, c.p_a)
+            (
+                key,
+                model,
+                _stored_text(c),
+                c.reasoning,
+                c.finish_reason,
+                c.prompt_tokens,
+                c.completion_tokens,
+                c.p_a,
+            )
             for key, c in results
             if c.finish_reason in CACHED_REASONS and c.error is None
         ]
@@ -219,6 +237,10 @@ class CachedBackend:
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _stored_text(completion: Completion) -> str:
+    return completion.full_text if completion.think_opened and not completion.reasoning else completion.text
 
 
 def cache_stats(backend: Any) -> CacheStats | None:

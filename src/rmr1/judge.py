@@ -36,7 +36,9 @@ from rmr1.types import (
 from rmr1.verdicts import MODES, parse_verdict
 
 PROTOCOLS = ("single", "both")
+# Backends stop on it only outside a <think> block; for thinking templates servers get no stop at all.
 STOP = ("</answer>",)
+PROMPT_TOO_LONG = "prompt_too_long"  # parse_error of a call whose prompt did not fit the model's window
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class JudgeConfig:
     top_p: float = 1.0
     parse_mode: str = "strict"  # "strict" or "paper", see rmr1.verdicts
     batch_size: int = 16  # requests handed to the backend at once
-    stop_at_verdict: bool = True  # end generation right after </answer>
+    stop_at_verdict: bool = True  # end generation right after a </answer> outside any <think> block
     record_latency: bool = True  # False writes latency_s as 0 so reruns are byte-identical
     verdict: str = "generate"  # generate | logprob (read P(A) at the verdict) | forced (also force one)
     score_forced: bool = False  # benchmark scores count forced verdicts (default: as unparsed)
@@ -149,6 +151,7 @@ class Judge:
                     seed=_sample_seed(cfg.seed, key) if temperature > 0 else None,
                     stop=STOP if cfg.stop_at_verdict else (),
                     logprobs=cfg.verdict != "generate",
+                    thinking=self.template.thinking,
                 )
                 calls.append(
                     Call(pair, order, sample, GenerationRequest(messages, sampling, key), neutralised)
@@ -157,10 +160,16 @@ class Judge:
 
     def to_judgment(self, call: Call, completion: Completion, probe: Probe | None = None) -> Judgment:
         text = completion.full_text
-        verdict = parse_verdict(text, self.config.parse_mode)
-        reason = completion.error if completion.finish_reason == "error" else verdict.reason
+        # A prompt over the window was never sent: there is nothing to parse, and the backend says why.
+        label: str | None = None
+        reason: str | None = completion.error or PROMPT_TOO_LONG
+        if completion.finish_reason != "too_long":
+            verdict = parse_verdict(text, self.config.parse_mode)
+            label = verdict.label
+            reason = completion.error if completion.finish_reason == "error" else verdict.reason
         probe = probe or Probe(completion.p_a)
-        label = forced_label(probe.p_a) if probe.forced and probe.p_a is not None else verdict.label
+        if probe.forced and probe.p_a is not None:
+            label = forced_label(probe.p_a)
         return Judgment(
             item_id=call.pair.item_id,
             pair=call.pair.pair,

@@ -30,11 +30,12 @@ class JudgeOptions:
     temperature: float | None = None
     parse_mode: str = "strict"
     batch_size: int = 8
-    base_url: str | None = None
+    base_url: list[str] | None = None  # a str is accepted too (comma-separated URLs)
     api_key: str | None = None
     concurrency: int = 8
     timeout: float = 600.0
     dtype: str = "auto"
+    threads: int | None = None
     record_latency: bool = True
     cache: str | None = None
     verdict: str = "generate"
@@ -77,7 +78,7 @@ class JudgeOptions:
             raise ConfigError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         extra: dict[str, Any] = {}
         if self.backend == "hf":
-            extra = {"batch_size": self.batch_size, "dtype": self.dtype}
+            extra = {"batch_size": self.batch_size, "dtype": self.dtype, "threads": self.threads}
         elif self.backend == "openai":
             extra = {
                 "base_url": self.base_url,
@@ -123,11 +124,13 @@ HELP = {
     "temperature": "Sampling temperature (default: 0 for one sample, 1.0 when voting).",
     "parse_mode": "Verdict parsing: strict (final answer tag) or paper (released RM-R1 rule).",
     "batch_size": "Requests per backend batch.",
-    "base_url": "openai backend: the server's base URL, e.g. http://127.0.0.1:8080/v1.",
+    "base_url": "openai backend: the server's base URL, e.g. http://127.0.0.1:8080/v1; repeat the flag or "
+    "separate URLs with commas to spread requests over several replicas of one model.",
     "api_key": "openai backend: API key (default: $OPENAI_API_KEY).",
-    "concurrency": "openai backend: requests in flight at once.",
+    "concurrency": "openai backend: requests in flight at once (per replica).",
     "timeout": "openai backend: seconds per request before it is retried.",
     "dtype": "hf backend: auto, float32, bfloat16 or float16.",
+    "threads": "CPU threads for the local engine (default: $RMR1_THREADS, else the cores left free).",
     "record_latency": "Record each call's latency_s (turn off for byte-identical reruns).",
     "cache": "SQLite judgment cache: a request answered before (same model, template, prompt and "
     "sampling) costs no model call.",

@@ -48,7 +48,9 @@ STOP = ("</score>",)
 MEMO_SIZE = 1024  # ratings kept per judge; an item has at most a few dozen responses
 PAIRWISE_TEMPLATES = ("cor", "reasoning", "cor-notype", "plain")
 POINTWISE_DEFAULT = "pointwise"
-_FINISH_RANK = {"stop": 0, "length": 2, "error": 3}  # the worse of the two ratings' finish reasons is logged
+# The worse of the two ratings' finish reasons is logged; too_long is worst: that pair can never be decided, and
+# logging it (not "error") keeps a resume from asking again for a rating that will not fit.
+_FINISH_RANK = {"stop": 0, "length": 2, "error": 3, "too_long": 4}
 
 
 def check_template(mode: str, template: JudgeTemplate) -> None:
@@ -103,6 +105,7 @@ def rating_request(
         top_p=cfg.top_p,
         seed=_seed(cfg.seed, key) if temperature > 0 else None,
         stop=STOP if cfg.stop_at_verdict else (),
+        thinking=judge.template.thinking,
     )
     return GenerationRequest(messages, sampling, key), neutralised
 
@@ -158,8 +161,8 @@ def _memo(judge: Judge) -> _Memo:
 
 
 def to_rating(completion: Completion, neutralised: bool = False) -> Rating:
-    if completion.finish_reason == "error":
-        return Rating(None, completion.error or "error", completion, neutralised)
+    if completion.finish_reason in ("error", "too_long"):
+        return Rating(None, completion.error or completion.finish_reason, completion, neutralised)
     score = parse_score(completion.full_text)
     return Rating(score.value, score.reason, completion, neutralised)
 
@@ -262,7 +265,7 @@ def judge_round(judge: Judge, pairs: Sequence[PreferencePair]) -> list[tuple[Jud
 
 def reparse(judgment: Judgment) -> Judgment:
     """A logged pointwise judgment decided again from its two rating traces (``rmr1 rescore``)."""
-    if judgment.finish_reason == "error" or judgment.completion_b is None:
+    if judgment.finish_reason in ("error", "too_long") or judgment.completion_b is None:
         return judgment
     a, b = parse_score(judgment.completion), parse_score(judgment.completion_b)
     verdict, reason = decide(a.value, b.value)

@@ -253,12 +253,16 @@ def probe_batch(
         if comp.finish_reason not in ("stop", "length"):
             continue
         text = comp.full_text
+        # A <think> the prompt opened is in full_text for the parser, but the read continues the prompt.
+        lead = (
+            len(text) - len(comp.text) if getattr(comp, "think_opened", False) and not comp.reasoning else 0
+        )
         parsed = parse_verdict(text, parse_mode).label is not None
         slot = verdict_slot(text) if parsed else None
         if slot is not None and comp.p_a is None:
-            wanted.append((i, VerdictRead(req, text[:slot]), False))
+            wanted.append((i, VerdictRead(req, text[lead:slot]), False))
         elif not parsed and mode == "forced":
-            wanted.append((i, VerdictRead(req, forced_prefix(text)), True))
+            wanted.append((i, VerdictRead(req, forced_prefix(text)[lead:]), True))
     if wanted:
         values = backend.read_verdicts([read for _, read, _ in wanted])
         for (i, _, forced), p_a in zip(wanted, values, strict=True):

@@ -18,9 +18,10 @@ from rmr1.errors import InputError
 Role = Literal["system", "user", "assistant"]
 Order = Literal["AB", "BA"]
 Label = Literal["A", "B"]
-FinishReason = Literal["stop", "length", "error"]
+# "too_long": the prompt does not fit the model's window, so it was never sent (see rmr1.backends.window).
+FinishReason = Literal["stop", "length", "error", "too_long"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
-FINISH_REASONS: tuple[str, ...] = ("stop", "length", "error")
+FINISH_REASONS: tuple[str, ...] = ("stop", "length", "error", "too_long")
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,9 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     logprobs: bool = False  # ask for token log-probabilities, so the verdict's P(A) can be read (p_a)
+    # The model may think first: a stop string counts only outside a <think> block. Backends whose stops
+    # cannot tell the two apart (server-side stop strings: vLLM, OpenAI-compatible servers) then send none.
+    thinking: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,12 +183,21 @@ class Completion:
     reasoning: str | None = None
     error: str | None = None
     p_a: float | None = None  # P(A) at the verdict slot, from the two verdict tokens (rmr1.probability)
+    # The prompt itself opened a <think> block (chat templates of thinking models do), so ``text`` starts
+    # inside a thought and its first </think> closes it.
+    think_opened: bool = False
 
     @property
     def full_text(self) -> str:
-        """Reasoning (when a server sends it apart) and the answer, as one trace."""
+        """Reasoning (when a server sends it apart) and the answer, as one trace.
+
+        A thought the prompt opened gets its ``<think>`` back, so the trace reads the same to the verdict
+        parser (and to a rescore of the log) as one where the model wrote the tag itself.
+        """
         if self.reasoning:
             return f"<think>\n{self.reasoning}\n</think>\n{self.text}"
+        if self.think_opened and not self.text.lstrip().lower().startswith("<think"):
+            return f"<think>\n{self.text}"
         return self.text
 
 

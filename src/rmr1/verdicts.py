@@ -3,16 +3,22 @@
 Modes
 - ``strict``: the judge's final ``<answer>[[X]]</answer>`` tag, read after the last ``</think>`` and outside any
   quoted response text (``<quote_A>``/``<summary_A>`` blocks), so a verdict tag inside a quoted response or an
-  unfinished thought never counts. Tag names, spacing and the letter's case are forgiven.
+  unfinished thought never counts. Tag names, spacing and the letter's case are forgiven. A quote the judge
+  never closed ends at the next structural tag or at a verdict line that ends the output
+  (docs/design/verdict-parsing.md).
 - ``paper``: the released RM-R1 evaluation rule: ``[[A]]`` and ``[[B]]`` both anywhere -> unparsed; else the one
   that occurs; else unparsed.
 
 An unparsed verdict is its own outcome (``label=None``) with a ``reason``; nothing here scores it.
+
+``stop_end`` is the generation-side twin of the think rule: where a backend may stop on a stop string, which
+is only outside a thought, so a thinking judge that drafts a verdict while thinking is not cut short.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rmr1.types import Verdict
@@ -30,8 +36,14 @@ _THINK_OPEN = re.compile(r"<think\s*>", re.IGNORECASE)
 _ANSWER = re.compile(r"<\s*answer\s*>(.*?)<\s*/\s*answer\s*>", re.IGNORECASE | re.DOTALL)
 _ANSWER_OPEN = re.compile(r"<\s*answer\s*>", re.IGNORECASE)
 _BRACKET = re.compile(r"^\s*\[\[\s*([ab])\s*\]\]\s*$", re.IGNORECASE)
-# Quoted response text: closed blocks, and an unclosed block that runs to the end (a truncated quote).
-_QUOTED = re.compile(r"<(quote|summary)_([ab])>.*?(?:</\1_\2>|\Z)", re.IGNORECASE | re.DOTALL)
+_THINK_TAG = re.compile(r"<(/?)think\s*>", re.IGNORECASE)
+_QUOTE_OPEN = re.compile(r"<(quote|summary)_([ab])>", re.IGNORECASE)
+# What ends a quote the judge never closed: any quote/summary tag (the judge moved on) or the end of <eval>.
+_QUOTE_BOUNDARY = re.compile(r"</?(?:quote|summary)_[ab]>|<\s*/\s*eval\s*>", re.IGNORECASE)
+# A verdict on its own line that ends the output (whitespace and special tokens such as <|im_end|> may follow).
+_FINAL_VERDICT_LINE = re.compile(
+    r"(?:\A|\n)[ \t]*<\s*answer\s*>[^<]*<\s*/\s*answer\s*>(?:\s|<\|[^|<>\s]*\|>|</s>)*\Z", re.IGNORECASE
+)
 
 
 def _final_section(text: str) -> tuple[str | None, str | None]:
@@ -44,11 +56,35 @@ def _final_section(text: str) -> tuple[str | None, str | None]:
     return text, None
 
 
+def _quote_end(section: str, opened: re.Match[str], verdict_at: int) -> int:
+    """Where a quote that starts at ``opened`` ends: after its closing tag, or (never closed) at the next
+    boundary tag, else at the final verdict line, else at the end of the text (a quote cut by truncation)."""
+    close = f"</{opened.group(1)}_{opened.group(2)}>".lower()
+    boundary = _QUOTE_BOUNDARY.search(section, opened.end())
+    if boundary is not None and boundary.start() < verdict_at:
+        return boundary.end() if boundary.group(0).lower() == close else boundary.start()
+    return verdict_at
+
+
+def _drop_quotes(section: str) -> str:
+    """The text with quoted response material (``<quote_X>``/``<summary_X>`` blocks) taken out."""
+    final = _FINAL_VERDICT_LINE.search(section)
+    verdict_at = final.start() if final else len(section)
+    parts: list[str] = []
+    pos = 0
+    while (opened := _QUOTE_OPEN.search(section, pos)) is not None:
+        parts.append(section[pos : opened.start()])
+        parts.append(" ")
+        pos = max(_quote_end(section, opened, verdict_at), opened.end())
+    parts.append(section[pos:])
+    return "".join(parts)
+
+
 def _strict(text: str) -> Verdict:
     section, reason = _final_section(text)
     if section is None:
         return Verdict(None, "strict", reason)
-    section = _QUOTED.sub(" ", section)
+    section = _drop_quotes(section)
     answers = list(_ANSWER.finditer(section))
     if not answers:
         return Verdict(None, "strict", MALFORMED_ANSWER if _ANSWER_OPEN.search(section) else NO_VERDICT)
@@ -76,6 +112,32 @@ def parse_verdict(text: str, mode: str = "strict") -> Verdict:
     if mode == "paper":
         return _paper(text or "")
     raise ValueError(f"unknown parse mode {mode!r}; choose one of {', '.join(MODES)}")
+
+
+def in_thought(text: str, pos: int, *, think_opened: bool = False) -> bool:
+    """Whether ``text[pos]`` lies inside a ``<think>`` block; ``think_opened``: the text starts inside one."""
+    inside = think_opened
+    for tag in _THINK_TAG.finditer(text, 0, pos):
+        inside = tag.group(1) == ""
+    return inside
+
+
+def stop_end(text: str, stops: Sequence[str], *, think_opened: bool = False) -> int | None:
+    """The index just after the first stop string that occurs outside a thought, or None when there is none.
+
+    Generation stops there; a stop string inside ``<think>...</think>`` (a drafted verdict) does not count.
+    """
+    best: int | None = None
+    for stop in stops:
+        if not stop:
+            continue
+        found = text.find(stop)
+        while found >= 0 and (best is None or found + len(stop) < best):
+            if not in_thought(text, found, think_opened=think_opened):
+                best = found + len(stop)
+                break
+            found = text.find(stop, found + 1)
+    return best
 
 
 def verdict_tag(label: str) -> str:
@@ -199,9 +261,11 @@ __all__ = [
     "MODES",
     "RubricItem",
     "Trace",
+    "in_thought",
     "parse_trace",
     "parse_verdict",
     "rm_r1_reward",
+    "stop_end",
     "strict_reward",
     "verdict_tag",
 ]

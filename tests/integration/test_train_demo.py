@@ -1,16 +1,17 @@
-"""``rmr1 demo --quick``: the whole pipeline on the embedded model finishes and reports three accuracies."""
+"""``rmr1 demo --quick``: the whole pipeline on the embedded model finishes, judges each stage into a run directory
+in both orders and reports three accuracies with their intervals in summary.json."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+LABELS = {"base": "base", "sft": "SFT", "grpo": "SFT+GRPO"}
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
@@ -25,14 +26,26 @@ def test_quick_demo_runs_end_to_end(embedded_model: Path, tmp_path: Path) -> Non
         timeout=1800,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    line = next(x for x in done.stdout.splitlines() if x.startswith("held-out accuracy"))
-    assert re.search(r"base [\d.]+%, sft [\d.]+%, grpo [\d.]+%", line)
     folder = tmp_path / "quick"
     summary = json.loads((folder / "summary.json").read_text())
-    assert set(summary["accuracy"]) == {"base", "sft", "grpo"}
+    stages = summary["stages"]
+    assert set(stages) == {"base", "sft", "grpo"}
+    for name, stage in stages.items():
+        assert 0.0 <= stage["low"] <= stage["accuracy"] <= stage["high"] <= 1.0
+        assert stage["seconds"] > 0 and stage["judgments"] == 2 * summary["test_pairs"]  # both orders
+        # each stage's held-out evaluation is an ordinary run directory, scored and reported by rmr1.evaluation
+        run = folder / "runs" / name
+        scores = json.loads((run / "scores.json").read_text())
+        assert scores["accuracy"] == pytest.approx(stage["accuracy"], abs=1e-4)
+        assert scores["intervals"]["accuracy"] == [stage["low"], stage["high"]]
+        assert json.loads((run / "run.json").read_text())["protocol"] == "both"
+        assert (run / "report.html").is_file()
+        line = next(x for x in done.stdout.splitlines() if x.strip().startswith(LABELS[name] + " "))
+        assert f"{stage['accuracy']:.1%} [{stage['low']:.1%}, {stage['high']:.1%}]" in line
+    assert stages["sft"]["parse_failure_rate"] < stages["base"]["parse_failure_rate"]  # SFT taught the format
     assert {"distill", "sft", "grpo", "eval base", "eval sft", "eval grpo"} <= set(summary["seconds"])
     assert summary["distill"]["kept"] > 0 and summary["distill"]["pass2_attempted"] > 0
-    assert summary["parsed"]["sft"] > summary["parsed"]["base"]  # SFT taught the verdict format
     report = (folder / "report.html").read_text()
     assert "Held-out accuracy" in report and "data:image/png;base64" in report
-    assert (folder / "grpo_curves.png").is_file() and (folder / "grpo" / "curves.csv").is_file()
+    assert 'href="runs/grpo/report.html"' in report
+    assert (folder / "grpo" / "curves.csv").is_file()

@@ -395,3 +395,18 @@ def test_server_options_verdict_forced() -> None:
     ]
     assert answer["probability"] == pytest.approx(0.5)  # 0.75 for x as A, 0.25 for x as B
     assert plain["judgments"][0]["p_a"] is None and plain["probability"] is None
+
+
+def test_a_thought_the_prompt_opened_is_not_sent_again() -> None:
+    from rmr1.probability import probe_batch
+    from rmr1.types import Completion
+
+    backend = MockBackend(script=["x"], p_a=0.4)
+    request = GenerationRequest((Message("user", "q"),))
+    cut = Completion(text="still thinking", finish_reason="length", think_opened=True)
+    done = Completion(text="ok</think>\n" + V.format("B"), think_opened=True)
+    seen: list[str] = []
+    backend._p_a = lambda req, prefix: seen.append(prefix) or 0.4  # type: ignore[assignment]
+    probes = probe_batch(backend, [request, request], [cut, done], "forced")
+    assert seen == ["still thinking\n</think>\n<answer>[[", "ok</think>\n<answer>[["]
+    assert [p.forced for p in probes] == [True, False] and probes[1].p_a == 0.4

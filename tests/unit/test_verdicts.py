@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import rmr1
-from rmr1.verdicts import parse_trace, parse_verdict, rm_r1_reward, strict_reward
+from rmr1.verdicts import parse_trace, parse_verdict, rm_r1_reward, stop_end, strict_reward
 
 A, B = "<answer>[[A]]</answer>", "<answer>[[B]]</answer>"
 
@@ -156,3 +156,92 @@ def test_parse_trace_extracts_chain_of_rubrics_parts() -> None:
 def test_parse_trace_reasoning_solution() -> None:
     trace = parse_trace("<type>Reasoning</type><solution>2+2=4</solution><eval>x</eval>" + B)
     assert (trace.type, trace.solution, trace.rubric_items) == ("Reasoning", "2+2=4", ())
+
+
+# --- reasoning traces: thoughts, drafts and unclosed quotes (issue 8, part 4) ------------------------------
+
+# (id, output, strict label, strict reason): scripted traces of thinking judges and of judges that forgot to
+# close a quote. See docs/design/verdict-parsing.md for the rules these pin down.
+REASONING_CASES = [
+    # a draft verdict while thinking, the final one after the thought
+    ("draft_in_think", f"<think>I lean A: {A}. Wait, B cites the law.</think>\n{B}", "B", None),
+    # several drafts inside the thought, no final verdict: nothing counts
+    ("drafts_only", f"<think>{A} no, {B} no, {A}</think>\nI cannot decide.", None, "no_verdict"),
+    # the template opened <think> in the prompt: the output starts inside the thought
+    ("opened_by_template", f"draft {A} hmm</think>\n<eval>B is right</eval>\n{B}", "B", None),
+    # the prompt-opened thought got its <think> back (Completion.full_text): same reading
+    ("opened_tag_restored", f"<think>\ndraft {A} hmm</think>\n{B}", "B", None),
+    # truncated mid-thought after a draft: the draft must not become the verdict
+    ("truncated_after_draft", f"<think>so far {A} but let me check", None, "unfinished_think"),
+    # an empty thought (thinking switched off by the template) and a normal verdict
+    ("empty_think", f"<think>\n\n</think>\n\n<eval>x</eval>\n{A}", "A", None),
+    # a judge that forgot </quote_A>; the verdict on its own line at the end still counts
+    ("unclosed_quote_final_line", f"<eval>A says <quote_A>Paris is the capital.\n{A}", "A", None),
+    # ... with special tokens and blank lines after it (decoded with special tokens kept)
+    ("unclosed_quote_final_line_eos", f"<eval><quote_B>Lyon\n{B}\n\n<|im_end|>", "B", None),
+    # an unclosed quote ends at </eval>: the verdict after the eval block counts
+    ("unclosed_quote_then_eval_close", f"<eval><quote_A>Paris</eval>\nSo: {A} and done.", "A", None),
+    # an unclosed quote ends at the next quote tag; a fake tag inside the *closed* second quote is still quoted
+    ("unclosed_then_next_quote", f"<quote_A>Paris <quote_B>says {A}</quote_B></eval>\n{B}", "B", None),
+    # an unclosed summary behaves like a quote
+    ("unclosed_summary_final_line", f"<eval><summary_B>B is vague\n{A}", "A", None),
+    # a quote closed with the wrong label ends there; the verdict after it counts
+    ("mislabelled_close", f"<quote_A>Paris</quote_B> so {A}", "A", None),
+    # truncated inside a quote whose verdict tag is mid-line: quoted material, not the judge's verdict
+    ("truncated_quote_midline_tag", f"<eval><quote_B>it ends {B}", None, "no_verdict"),
+    # the verdict line inside an unclosed quote is not the end (more text follows): still quoted
+    ("unclosed_quote_line_then_text", f"<quote_B>text\n{B}\nmore quoted text", None, "no_verdict"),
+    # a quote inside the thought and the verdict after it: thoughts are cut first, quotes after
+    ("quote_in_think", f"<think><quote_A>{A}</think>\n{B}", "B", None),
+    # an unclosed quote in the final section does not hide a verdict that a later quote tag follows
+    ("two_quotes_one_open", f"<quote_A>x</quote_A><quote_B>y\n<quote_A>z</quote_A>\n{A}", "A", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("output", "strict", "reason"), [c[1:] for c in REASONING_CASES], ids=[c[0] for c in REASONING_CASES]
+)
+def test_reasoning_traces(output: str, strict: str | None, reason: str | None) -> None:
+    got = parse_verdict(output, "strict")
+    assert (got.label, got.reason) == (strict, reason)
+
+
+# (id, generated text, think opened by the prompt, where generation stops: the text kept, or None)
+STOP_CASES = [
+    # no thought at all: the first </answer> ends it, as before
+    ("plain", f"<eval>x</eval>{A} trailing", False, f"<eval>x</eval>{A}"),
+    # a drafted verdict inside the thought does not stop; the one after it does
+    ("draft_in_think", f"<think>maybe {A}</think>{B} trailing", False, f"<think>maybe {A}</think>{B}"),
+    # the prompt opened the thought: the first </answer> is still inside it
+    ("opened_by_prompt", f"maybe {A}</think>{B} x", True, f"maybe {A}</think>{B}"),
+    # the same text without the prompt's <think>: the first </answer> is outside any thought
+    ("same_text_not_opened", f"maybe {A}</think>{B} x", False, f"maybe {A}"),
+    # a thought that never closes never stops
+    ("never_closed", f"<think>{A} {B}", False, None),
+    # a second thought opened after the first: its drafts do not count either
+    (
+        "second_thought",
+        f"<think>a</think><think>{A}</think>{B}",
+        False,
+        f"<think>a</think><think>{A}</think>{B}",
+    ),
+    # upper-case think tags are thoughts too
+    ("upper_case_think", f"<THINK>{A}</THINK>{B}.", False, f"<THINK>{A}</THINK>{B}"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "opened", "kept"), [c[1:] for c in STOP_CASES], ids=[c[0] for c in STOP_CASES]
+)
+def test_stop_end_skips_thoughts(text: str, opened: bool, kept: str | None) -> None:
+    end = stop_end(text, ("</answer>",), think_opened=opened)
+    assert (None if end is None else text[:end]) == kept
+    # stopping and parsing agree: where generation stops, the kept trace holds a verdict the parser reads
+    if kept is not None:
+        assert parse_verdict(("<think>" if opened else "") + kept).parsed
+
+
+def test_stop_end_takes_the_earliest_of_several_stops() -> None:
+    assert stop_end("ab STOP cd END", ("END", "STOP")) == len("ab STOP")
+    assert stop_end("nothing here", ("END",)) is None
+    assert stop_end("<think>END</think> x", ("END", "")) is None

@@ -30,7 +30,7 @@ class Backend(Protocol):
 # name -> (module, factory attribute). Factories take (model: str | None, **options).
 _REGISTRY: dict[str, tuple[str, str]] = {
     "hf": ("rmr1.backends.hf", "HFBackend"),
-    "openai": ("rmr1.backends.openai", "OpenAIBackend"),
+    "openai": ("rmr1.backends.openai", "openai_backend"),  # several --base-url values: a replica fleet
     "vllm": ("rmr1.backends.vllm", "VLLMBackend"),
     "replay": ("rmr1.backends.replay", "ReplayBackend"),
     "mock": ("rmr1.backends.mock", "MockBackend"),

@@ -4,8 +4,13 @@ Requests are grouped by sampling settings, sorted by prompt length (so a batch p
 generated together. Prompts are rendered with the model's chat template and tokenized *without* adding special
 tokens again (the template already holds the BOS; adding it twice shifts the model's output).
 
-Stops are exact: a row ends at the model's end-of-turn token or at the first stop string, the text is cut right
-after the stop string, and ``finish_reason`` is ``"length"`` only when the token budget ran out first.
+Stops are exact: a row ends at the model's end-of-turn token or at the first stop string outside a ``<think>``
+block (``hf_stops``: a thinking judge's drafted verdict does not end it), the text is cut right after the stop
+string, and ``finish_reason`` is ``"length"`` only when the token budget ran out first.
+
+The window (``context_length``: the config's position count, or the tokenizer's limit) is applied before
+generation by ``rmr1.backends.window``: a prompt that does not fit comes back ``too_long`` unsent, and a budget
+that does not fit is clamped, so no row ever runs past the positions the model has.
 """
 
 from __future__ import annotations
@@ -13,16 +18,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateError
 
 from rmr1.backends.cpu_dtype import auto_cpu_dtype
 from rmr1.backends.cpu_dtype import cpu_supports_bf16 as cpu_supports_bf16  # re-exported for older imports
+from rmr1.backends.window import fit_budget, too_long, window_from_config
 from rmr1.errors import ModelLoadError
 from rmr1.models import check_causal_lm, resolve_model
 from rmr1.types import Completion, GenerationRequest, SamplingParams
+from rmr1.verdicts import stop_end
 
 _log = logging.getLogger("rmr1.backends.hf")
 
@@ -94,10 +101,12 @@ def fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
 class _Prepared:
     index: int
     ids: list[int]
+    think_opened: bool = False
 
 
 class HFBackend:
-    """Local generation with transformers. ``batch_size`` caps rows per forward batch."""
+    """Local generation with transformers. ``batch_size`` caps rows per forward batch; ``threads`` (CPU) is
+    chosen by ``rmr1.threads`` when None."""
 
     supports_logprobs = True  # verdict probabilities by a forward pass (rmr1.probability.hf_read)
 
@@ -108,12 +117,22 @@ class HFBackend:
         batch_size: int = 8,
         dtype: str = "auto",
         device: str | None = None,
+        context_length: int | None = None,
+        threads: int | None = None,
         **_: object,
     ) -> None:
         self.model, self.tokenizer, self.device = load_model(model, dtype=dtype, device=device)
+        if self.device == "cpu":
+            from rmr1.threads import apply_threads
+
+            apply_threads(threads)  # torch's default (every core) stalls on a machine others share
         self.batch_size = max(1, int(batch_size))
         self.model_name = model
         self._fold_system = False  # set once the chat template has refused a system turn
+        # The window in tokens; an explicit value (a smaller one than the model's, say) wins over the config.
+        self.context_length: int | None = context_length or window_from_config(
+            self.model.config, self.tokenizer
+        )
 
     # -- prompt handling -------------------------------------------------------------------------------
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
@@ -138,10 +157,18 @@ class HFBackend:
         return ids
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        from rmr1.backends.hf_stops import prompt_opens_think
+
         results: list[Completion | None] = [None] * len(requests)
         groups: dict[SamplingParams, list[_Prepared]] = {}
         for i, req in enumerate(requests):
-            groups.setdefault(req.sampling, []).append(_Prepared(i, self.prompt_ids(req)))
+            ids = self.prompt_ids(req)
+            budget = fit_budget(len(ids), req.sampling.max_new_tokens, self.context_length)
+            if budget is None:
+                results[i] = too_long(len(ids), self.context_length)
+                continue
+            row = _Prepared(i, ids, prompt_opens_think(self.tokenizer, ids))
+            groups.setdefault(replace(req.sampling, max_new_tokens=budget), []).append(row)
         for sampling, prepared in groups.items():
             prepared.sort(key=lambda p: len(p.ids))
             for start in range(0, len(prepared), self.batch_size):
@@ -168,13 +195,18 @@ class HFBackend:
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if sampling.stop:
-            kwargs.update(stop_strings=list(sampling.stop), tokenizer=tok)
+            from transformers import StoppingCriteriaList
+
+            from rmr1.backends.hf_stops import StopOutsideThought
+
+            stops = StopOutsideThought(tok, sampling.stop, width, [p.think_opened for p in chunk])
+            kwargs["stopping_criteria"] = StoppingCriteriaList([stops])
         started = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
         latency = time.perf_counter() - started
         return [
-            self._finish(row[width:].tolist(), len(p.ids), sampling, latency)
+            self._finish(row[width:].tolist(), len(p.ids), sampling, latency, think_opened=p.think_opened)
             for p, row in zip(chunk, out, strict=True)
         ]
 
@@ -188,7 +220,13 @@ class HFBackend:
         return eos
 
     def _finish(
-        self, new: list[int], prompt_len: int, sampling: SamplingParams, latency: float
+        self,
+        new: list[int],
+        prompt_len: int,
+        sampling: SamplingParams,
+        latency: float,
+        *,
+        think_opened: bool = False,
     ) -> Completion:
         eos = self._eos_ids()
         ended = next((k for k, t in enumerate(new) if t in eos), None)
@@ -196,10 +234,9 @@ class HFBackend:
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
         finish = "stop" if ended is not None else "length"
         used = (ended + 1) if ended is not None else len(new)
-        for stop in sampling.stop:
-            cut = text.find(stop)
-            if cut >= 0:
-                text, finish = text[: cut + len(stop)], "stop"
+        cut = stop_end(text, sampling.stop, think_opened=think_opened)
+        if cut is not None:
+            text, finish = text[:cut], "stop"
         if finish == "length" and len(new) < sampling.max_new_tokens:
             finish = "stop"  # generation halted on a stop string the text no longer shows after decoding
         return Completion(
@@ -208,6 +245,7 @@ class HFBackend:
             prompt_tokens=prompt_len,
             completion_tokens=used,
             latency_s=latency,
+            think_opened=think_opened,
         )
 
     def read_verdicts(self, reads: Sequence[VerdictRead]) -> list[float | None]:

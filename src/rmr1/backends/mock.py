@@ -2,7 +2,8 @@
 
 The script is a callable ``request -> text``, a list of texts used in turn, or one of the named rules
 ``"always-a"``, ``"always-b"``, ``"echo"``. Named rules make ``--backend mock --model always-a`` usable from
-the CLI.
+the CLI. A prompt's tokens are its words; with ``context_length`` set, the window rule of
+``rmr1.backends.window`` applies as on the real backends (over-long prompts come back ``too_long`` unanswered).
 
 ``p_a`` scripts verdict probabilities: with it the backend ``supports_logprobs``, returns ``p_a`` on
 completions that carry a verdict when the request asks for log-probabilities, and answers ``read_verdicts``
@@ -16,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rmr1.backends.window import fit_budget, too_long
 from rmr1.errors import ConfigError
 from rmr1.types import Completion, GenerationRequest
 
@@ -44,6 +46,7 @@ class MockBackend:
         *,
         script: Script | None = None,
         p_a: ProbScript | None = None,
+        context_length: int | None = None,
         **_: object,
     ) -> None:
         chosen = script if script is not None else (model if model is not None else "always-a")
@@ -56,21 +59,27 @@ class MockBackend:
         else:
             texts = itertools.cycle(list(chosen))
             self._fn = lambda req: next(texts)
+        self.context_length = context_length
+        self.calls = 0  # requests answered by the script (too_long ones never reach it)
         self._p_a = p_a
         self.supports_logprobs = p_a is not None
         self.reads = 0
-        self.calls = 0
         self.batches: list[int] = []
         self._lock = threading.Lock()
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         with self._lock:
-            self.calls += len(requests)
             self.batches.append(len(requests))
         out = []
         for req in requests:
-            text = self._fn(req)
             prompt_tokens = sum(len(m.content.split()) for m in req.messages)
+            budget = fit_budget(prompt_tokens, req.sampling.max_new_tokens, self.context_length)
+            if budget is None:
+                out.append(too_long(prompt_tokens, self.context_length))
+                continue
+            with self._lock:
+                self.calls += 1
+            text = self._fn(req)
             out.append(
                 Completion(
                     text=text,

@@ -4,7 +4,11 @@ One ``httpx.AsyncClient`` per batch posts ``{base_url}/chat/completions`` for ev
 capping the requests in flight. Each request is tried at most ``max_retries + 1`` times: 429, 5xx, connection
 errors, timeouts and unreadable bodies are retried after an exponential, jittered delay (a ``Retry-After``
 header replaces the computed delay); other 4xx answers are final. A request that still fails comes back as
-``Completion(finish_reason="error", error=...)`` so one bad request never costs the batch.
+``Completion(finish_reason="error", error=...)`` so one bad request never costs the batch. A 400 saying the
+prompt does not fit the model's context is final too, as ``finish_reason="too_long"`` (never retried); when the
+server's message gives the numbers and the prompt fits but the budget does not, it is sent once more with the
+budget clamped. ``context_length`` is read from ``GET /models`` (vLLM's ``max_model_len``, llama.cpp's
+``meta.n_ctx_train``) when the server says. Requests marked ``thinking`` are sent without stop strings.
 
 ``generate`` is the synchronous face of ``agenerate``: it runs the coroutine in its own event loop, in a
 worker thread when the caller already has a loop running. See docs/design/openai-backend.md.
@@ -18,12 +22,13 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import httpx
 
+from rmr1.backends.window import fit_budget, too_long
 from rmr1.errors import ConfigError
 from rmr1.probability import VerdictRead, openai_tokens, p_a_from_tokens, p_a_from_top
 from rmr1.retry import RetriesExhausted, Retry, RetryPolicy, aretry, parse_retry_after
@@ -39,6 +44,71 @@ _Retry = Retry  # an attempt failed in a way another attempt may mend (rmr1.retr
 
 class _Final(Exception):
     """An attempt failed in a way no retry will mend (a 4xx other than 429)."""
+
+
+class _TooLong(Exception):
+    """The server refused the request for the model's context; the numbers it gave, when it gave them."""
+
+    def __init__(self, why: str, prompt_tokens: int | None, window: int | None) -> None:
+        super().__init__(why)
+        self.prompt_tokens = prompt_tokens
+        self.window = window
+
+
+# How servers say a request does not fit: vLLM, OpenAI, SGLang, llama.cpp ("exceed_context_size_error").
+_CONTEXT_ERROR = re.compile(
+    r"context[ _](?:length|size|window)|maximum model length|exceed_context_size|longer than the model",
+    re.IGNORECASE,
+)
+_WINDOW_SAYS = (
+    re.compile(r"maximum context length is (\d+)", re.IGNORECASE),
+    re.compile(r"maximum model length of (\d+)", re.IGNORECASE),
+    re.compile(r"context length \((\d+) tokens\)", re.IGNORECASE),
+    re.compile(r'"n_ctx"\s*:\s*(\d+)'),
+)
+_PROMPT_SAYS = (
+    re.compile(r"(\d+) in the messages", re.IGNORECASE),
+    re.compile(r"has (\d+) input tokens", re.IGNORECASE),
+    re.compile(r"prompt \(length (\d+)\)", re.IGNORECASE),
+    re.compile(r"messages resulted in (\d+) tokens", re.IGNORECASE),
+    re.compile(r"input \((\d+) tokens\)", re.IGNORECASE),
+    re.compile(r'"n_prompt_tokens"\s*:\s*(\d+)'),
+)
+
+
+def _first_number(patterns: Sequence[re.Pattern[str]], text: str) -> int | None:
+    for pattern in patterns:
+        found = pattern.search(text)
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def context_refusal(status: int, body: str) -> _TooLong | None:
+    """A 4xx that says the request does not fit the model's context, with the numbers it states."""
+    if status not in (400, 413, 422) or not _CONTEXT_ERROR.search(body):
+        return None
+    return _TooLong(_one_line(body), _first_number(_PROMPT_SAYS, body), _first_number(_WINDOW_SAYS, body))
+
+
+def window_from_models(data: Any, model: str | None) -> int | None:
+    """The context window a ``GET /models`` answer states for ``model`` (else for its first model)."""
+    listed = data.get("data") if isinstance(data, dict) else None
+    entries = [e for e in listed or [] if isinstance(e, dict)]
+    entry = next((e for e in entries if e.get("id") == model), entries[0] if entries else None)
+    if entry is None:
+        return None
+    meta = entry.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
+    for value in (
+        entry.get("max_model_len"),
+        entry.get("context_length"),
+        meta.get("n_ctx"),
+        meta.get("n_ctx_train"),
+    ):
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def _one_line(text: str) -> str:
@@ -128,6 +198,7 @@ class OpenAIBackend:
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         extra_body: Mapping[str, Any] | None = None,
+        transport: Callable[[], httpx.AsyncBaseTransport] | None = None,
         **_: object,
     ) -> None:
         url = base_url or os.environ.get("OPENAI_BASE_URL")
@@ -146,8 +217,27 @@ class OpenAIBackend:
         self.timeout = timeout
         self.retry = RetryPolicy(max_retries=max_retries, backoff=backoff, max_backoff=max_backoff)
         self.extra_body = dict(extra_body or {})
+        # Makes each batch's HTTP transport; rmr1.backends.replicas routes over several servers through it.
+        self.transport = transport
         self._served: str | None = None
         self._listed: list[str] | None = None  # ids from GET /models, once asked (see served_model)
+        self._window: int | None = None
+        self._window_read = False
+
+    @property
+    def context_length(self) -> int | None:
+        """The model's window as ``GET /models`` states it (asked once); None when the server does not say."""
+        if not self._window_read:
+            self._window_read = True
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            try:
+                answer = httpx.get(
+                    f"{self.base_url}/models", headers=headers, timeout=min(self.timeout, 10.0)
+                )
+                self._window = window_from_models(answer.json(), self.model or self._served)
+            except Exception:  # a server without /models (or a body that is not JSON) leaves it unknown
+                self._window = None
+        return self._window
 
     # --- sync face ------------------------------------------------------------------------------------------
 
@@ -192,7 +282,11 @@ class OpenAIBackend:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         async with httpx.AsyncClient(
-            base_url=self.base_url + "/", headers=headers, limits=limits, timeout=httpx.Timeout(self.timeout)
+            base_url=self.base_url + "/",
+            headers=headers,
+            limits=limits,
+            timeout=httpx.Timeout(self.timeout),
+            transport=self.transport() if self.transport else None,
         ) as client:
             model = await self._model_name(client)
             gate = asyncio.Semaphore(self.concurrency)
@@ -225,7 +319,7 @@ class OpenAIBackend:
         }
         if sp.seed is not None:
             body["seed"] = sp.seed
-        if sp.stop:
+        if sp.stop and not sp.thinking:  # a server-side stop would also fire on a verdict drafted in thought
             body["stop"] = list(sp.stop)
         if sp.logprobs:
             body.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
@@ -305,6 +399,8 @@ class OpenAIBackend:
             result = await aretry(attempt, self.retry)
         except (_Final, RetriesExhausted) as exc:
             return self._failed(str(exc), started)
+        except _TooLong as exc:
+            return await self._refused_for_context(client, gate, body, exc, started)
         except Exception as exc:  # a surprise in one response must not lose the other requests
             return self._failed(f"unexpected {type(exc).__name__}: {exc}", started)
         return replace(result, latency_s=time.perf_counter() - started)
@@ -328,9 +424,36 @@ class OpenAIBackend:
                 f"HTTP {status}: {_one_line(response.text)}",
                 parse_retry_after(response.headers.get("retry-after")),
             )
+        refusal = context_refusal(status, response.text)
+        if refusal is not None:
+            raise refusal
         if status >= 400:
             raise _Final(f"HTTP {status}: {_one_line(response.text)}")
-        return _parse_response(response.content, stops)
+        return _parse_response(response.content, stops if "stop" in body else ())
+
+    async def _refused_for_context(
+        self,
+        client: httpx.AsyncClient,
+        gate: asyncio.Semaphore,
+        body: dict[str, Any],
+        refusal: _TooLong,
+        started: float,
+    ) -> Completion:
+        """A context refusal is final; only a prompt that fits with a smaller budget is sent once more."""
+        prompt, window = refusal.prompt_tokens, refusal.window or self._window
+        asked = int(body.get("max_tokens") or 0)
+        budget = fit_budget(prompt, asked, window) if prompt else None
+        if prompt is None or budget is None or budget >= asked:
+            return too_long(prompt or 0, window, f"server said: {refusal}")
+        try:
+            async with gate:
+                clamped = {**body, "max_tokens": budget}
+                result = await self._attempt(client, clamped, tuple(body.get("stop") or ()))
+        except _TooLong as again:
+            return too_long(again.prompt_tokens or prompt, again.window or window, f"server said: {again}")
+        except (_Retry, _Final) as exc:
+            return self._failed(f"after clamping max_tokens to {budget}: {exc}", started)
+        return replace(result, latency_s=time.perf_counter() - started)
 
     @staticmethod
     def _failed(why: str, started: float) -> Completion:
@@ -339,4 +462,22 @@ class OpenAIBackend:
         )
 
 
-__all__ = ["OpenAIBackend", "RetryPolicy", "parse_retry_after"]
+def split_urls(value: str | Sequence[str] | None) -> list[str]:
+    """``--base-url`` values as a list: repeated flags and comma-separated URLs alike, blanks dropped."""
+    items = [value] if isinstance(value, str) else list(value or [])
+    return [url.strip() for item in items for url in item.split(",") if url.strip()]
+
+
+def openai_backend(
+    model: str | None = None, *, base_url: str | Sequence[str] | None = None, **options: Any
+) -> Any:
+    """The registry's ``openai`` factory: one server, or a fleet of replicas when several URLs are given."""
+    urls = split_urls(base_url or os.environ.get("OPENAI_BASE_URL"))
+    if len(urls) > 1:
+        from rmr1.backends.replicas import ReplicaBackend
+
+        return ReplicaBackend(model, base_urls=urls, **options)
+    return OpenAIBackend(model, base_url=urls[0] if urls else None, **options)
+
+
+__all__ = ["OpenAIBackend", "RetryPolicy", "openai_backend", "parse_retry_after", "split_urls"]

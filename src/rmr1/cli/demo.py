@@ -11,7 +11,7 @@ from rmr1.cli import app
 from rmr1.cli.checks import at_least, writable_dir
 
 if TYPE_CHECKING:
-    from rmr1.train.demo import DemoResult
+    from rmr1.demo import DemoResult
 
 
 @app.command()
@@ -26,13 +26,13 @@ def demo(
         str | None, typer.Option(help="Base model (default: the embedded SmolLM2-135M).")
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="Torch threads (default: 1 on a busy machine, else all).")
+        int | None, typer.Option(help="Torch threads (default: $RMR1_THREADS, else the free cores).")
     ] = None,
 ) -> None:
     """Run the RM-R1 pipeline small: scripted-teacher distillation, SFT, GRPO, held-out accuracy."""
     import warnings
 
-    from rmr1.train.demo import demo_config, run_demo, summary
+    from rmr1.demo import LABELS, demo_config, format_stage, run_demo
 
     at_least(1, threads=threads)
     writable_dir(out)
@@ -42,28 +42,33 @@ def demo(
 
     cfg = demo_config(quick, out / ("quick" if quick else "full"), model, threads)
     result = run_demo(cfg, log=lambda line: typer.echo(line, err=True))
-    data = summary(result, cfg)
     _print_example(result)
-    typer.echo(
-        f"held-out accuracy ({cfg.test_pairs} pairs): "
-        + ", ".join(f"{name} {value:.1%}" for name, value in data["accuracy"].items())
-    )
+    typer.echo(f"held-out accuracy ({cfg.test_pairs} pairs, both orders, 95% intervals):")
+    for name, stage in result.stages.items():
+        typer.echo(f"  {LABELS[name]:<9} {format_stage(stage)}")
     typer.echo(
         "wall time: "
-        + ", ".join(f"{k} {v:.0f}s" for k, v in data["seconds"].items())
-        + f" (total {data['total_seconds']:.0f}s)"
+        + ", ".join(f"{k} {v:.0f}s" for k, v in result.seconds.items())
+        + f" (total {sum(result.seconds.values()):.0f}s)"
     )
+    typer.echo(f"summary: {cfg.out_dir / 'summary.json'}")
     typer.echo(f"report: {cfg.out_dir / 'report.html'}")
 
 
 def _print_example(result: DemoResult) -> None:
-    """One held-out item's real traces, from the base model and from the last trained stage."""
-    first, last = result.evals.get("base"), result.evals.get("grpo") or result.evals.get("sft")
-    if first is None or last is None or not first.judgments or not last.judgments:
+    """One held-out decision's real traces, from the base model and from the last trained stage."""
+    from rmr1.demo.report import examples
+
+    shown = examples(result, limit=1)
+    if not shown:
         return
-    for label, evaluation in (("base model", first), (f"after {last.name}", last)):
-        j = evaluation.judgments[0]
+    judged = shown[0].judgments
+    last = "grpo" if "grpo" in judged else "sft"
+    for label, name in (("base model", "base"), (f"after {last}", last)):
+        j = judged.get(name)
+        if j is None:
+            continue
         verdict = j.verdict or f"unparsed ({j.parse_error})"
         outcome = {True: "right", False: "wrong", None: "no verdict"}[j.correct]
-        typer.echo(f"--- held-out item {j.item_id}, {label}: verdict {verdict}, {outcome} ---")
+        typer.echo(f"--- held-out item {j.item_id} ({j.order}), {label}: verdict {verdict}, {outcome} ---")
         typer.echo(j.completion.strip() or "(empty output)")

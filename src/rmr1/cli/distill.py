@@ -77,7 +77,7 @@ def distill(
         opts = JudgeOptions(
             model=model,
             backend=name,
-            base_url=base_url,
+            base_url=[base_url] if base_url else None,
             api_key=api_key,
             concurrency=concurrency,
             batch_size=batch_size,

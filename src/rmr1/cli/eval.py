@@ -11,6 +11,7 @@ from rich.table import Table
 
 from rmr1.cli import app
 from rmr1.cli.checks import writable_dir
+from rmr1.cli.failures import OPTIONAL_VALUES
 from rmr1.cli.options import judge_options
 from rmr1.cli.progress import progress_bar
 from rmr1.evaluation.run import Advance
@@ -64,6 +65,9 @@ def _progress(label: str) -> Any:
     return factory
 
 
+OPTIONAL_VALUES["--ray"] = "local"
+
+
 @app.command("eval")
 @judge_options
 def eval_command(
@@ -86,6 +90,27 @@ def eval_command(
         ),
     ] = 0.0,
     report: Annotated[bool, typer.Option(help="Write report.html at the end.")] = True,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Judge on Ray workers: --ray alone starts (or joins $RAY_ADDRESS) a local cluster; "
+            "--ray auto or --ray HOST:PORT joins a running one. Put it after the benchmark name.",
+            rich_help_panel="Scale-out",
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int,
+        typer.Option(help="Ray worker actors, each with its own model replica.", rich_help_panel="Scale-out"),
+    ] = 2,
+    ray_cpus_per_worker: Annotated[
+        float, typer.Option(help="Ray CPUs each worker reserves.", rich_help_panel="Scale-out")
+    ] = 1.0,
+    ray_gpus_per_worker: Annotated[
+        float, typer.Option(help="Ray GPUs each worker reserves.", rich_help_panel="Scale-out")
+    ] = 0.0,
+    ray_restarts: Annotated[
+        int, typer.Option(help="Dead Ray workers replaced over the run.", rich_help_panel="Scale-out")
+    ] = 1,
 ) -> None:
     """Evaluate a judge on a benchmark: run.json, judgments.jsonl, scores.json and report.html in --out."""
     from rmr1.evaluation import evaluate
@@ -97,11 +122,23 @@ def eval_command(
             "(the default without --protocol)",
             err=True,
         )
+    scale = None
+    if ray is not None:
+        from rmr1.evaluation.ray_pool import RayConfig
+
+        scale = RayConfig(
+            address=ray,
+            workers=ray_workers,
+            cpus_per_worker=ray_cpus_per_worker,
+            gpus_per_worker=ray_gpus_per_worker,
+            restarts=ray_restarts,
+        )
     try:
         result = evaluate(
             benchmark,
             out,
             judge=opts,
+            ray=scale,
             progress=_progress(f"eval {benchmark}"),
             data=data,
             limit=limit,

@@ -35,6 +35,21 @@ def split_debug(args: Sequence[str]) -> tuple[list[str], bool]:
     return kept, env or len(kept) != len(args)
 
 
+# Options whose value may be left out (``--ray`` alone), each with the value it then takes. Typer cannot
+# declare such an option, so the value is filled in before Click reads the line. Commands register here.
+OPTIONAL_VALUES: dict[str, str] = {}
+
+
+def fill_optional_values(args: Sequence[str]) -> list[str]:
+    """``args`` with the implied value after an optional-value option that has none (end, or a flag next)."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg in OPTIONAL_VALUES and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append(OPTIONAL_VALUES[arg])
+    return out
+
+
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -63,6 +78,7 @@ def run(app: Any, argv: Sequence[str] | None = None) -> int:
     """Run ``app`` on ``argv`` (default: ``sys.argv[1:]``) and return the exit code; prints at most the
     command's own output and, on failure, one ``error:`` line (plus the traceback when debugging)."""
     args, debug = split_debug(list(sys.argv[1:] if argv is None else argv))
+    args = fill_optional_values(args)
     try:
         code = app(args=args, prog_name="rmr1", standalone_mode=False)
     except _CLICK_ERRORS as exc:  # bad flags and arguments: Click's usage errors
@@ -85,4 +101,4 @@ def run(app: Any, argv: Sequence[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
-__all__ = ["DEBUG_ENV", "DEBUG_FLAG", "run", "split_debug"]
+__all__ = ["DEBUG_ENV", "DEBUG_FLAG", "OPTIONAL_VALUES", "fill_optional_values", "run", "split_debug"]

@@ -10,7 +10,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import fields
-from typing import Annotated, Any, TypeVar, get_type_hints
+from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
 
 import typer
 
@@ -28,7 +28,11 @@ def _parameter(name: str) -> inspect.Parameter:
     flag = "--" + name.replace("_", "-")
     if annotation is bool:
         flag = f"{flag}/--no-{flag[2:]}"
-    option = typer.Option(flag, help=HELP[name], rich_help_panel="Judge options")
+    extra: dict[str, Any] = {}
+    if list in (get_origin(annotation), *(get_origin(a) for a in get_args(annotation))):
+        # A list field is a repeatable flag (--base-url A --base-url B); "URL" reads better than list[str].
+        extra["metavar"] = name.rsplit("_", 1)[-1].upper()
+    option = typer.Option(flag, help=HELP[name], rich_help_panel="Judge options", **extra)
     return inspect.Parameter(
         name,
         inspect.Parameter.KEYWORD_ONLY,

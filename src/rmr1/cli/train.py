@@ -161,3 +161,42 @@ def data(
         f"wrote {len(records)} judge prompts to {out} (chosen shown as A: {a_share:.1%}; "
         f"excluded {len(chosen) - len(kept)})"
     )
+
+
+@train_app.command()
+def export(
+    config: Annotated[str, _CONFIG],
+    data: Annotated[Path, typer.Option(help="Judge prompts with a winner (`rmr1 train data` output).")],
+    out: Annotated[Path, typer.Option(help="Write the engine's run folder here.")],
+    overrides: Annotated[list[str] | None, _OVERRIDES] = None,
+    engine: Annotated[str, typer.Option(help="Training engine to export for: verl.")] = "verl",
+    val_fraction: Annotated[float, typer.Option(help="Share of prompts held out for validation.")] = 0.01,
+    nnodes: Annotated[
+        int | None, typer.Option(help="Nodes (default: the paper's 1/2/4 for 7B/14B/32B models).")
+    ] = None,
+    gpus_per_node: Annotated[int, typer.Option(help="GPUs per node.")] = 8,
+    tokenizer: Annotated[
+        str | None, typer.Option(help="Tokenizer for prompt lengths and end-of-turn (default: the model).")
+    ] = None,
+    end_of_turn: Annotated[
+        str | None, typer.Option(help="The response's end token, when no tokenizer loads here.")
+    ] = None,
+) -> None:
+    """Write a ready GRPO run for another engine (veRL): data files, reward module, launch script."""
+    from rmr1.errors import ConfigError
+    from rmr1.train.config import GRPORecipe, load_recipe
+
+    if engine != "verl":
+        raise ConfigError(f"--engine: only verl is supported, got {engine!r}")
+    recipe = load_recipe(GRPORecipe, config, overrides or [], dataset=str(data))
+    writable_dir(out, "--out")
+    from rmr1.train.export_verl import VerlOptions, export_verl
+
+    options = VerlOptions(nnodes, gpus_per_node, val_fraction, tokenizer=tokenizer, end_of_turn=end_of_turn)
+    result = export_verl(recipe, out, options)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(
+        f"wrote {result.train} train + {result.val} val prompts, reward.py and run_grpo.sh to {out}; "
+        f"launch: bash {out / 'run_grpo.sh'}"
+    )

@@ -3,11 +3,13 @@
 - ``parse_failure_rate``: judgments with no verdict (failed calls included) / judgments.
 - ``truncation_rate``: judgments that ran out of tokens (``finish_reason == "length"``) / judgments.
 - ``error_rate``: failed calls / judgments.
+- ``too_long``: calls whose prompt did not fit the model's window (``finish_reason == "too_long"``, never
+  sent; unparsed, so also in ``parse_failure_rate``). A count, present only when there are some.
 - ``position_consistency``: over pairs judged in both orders where each order reached a decision (majority
   over its samples, ``rmr1.judge.vote``), the share whose two decisions picked the same response. Pairs where
   an order has no decision are left out (they already count as parse failures); null when none qualifies.
 - ``a_rate``: parsed verdicts saying A / parsed verdicts.
-- ``mean_completion_tokens``: over calls that returned (failed calls have no tokens).
+- ``mean_completion_tokens``: over calls that returned (failed and unsent calls have no tokens).
 - ``forced_rate`` (runs with ``--verdict forced``): judgments whose verdict was forced / judgments. Forced
   verdicts count as parsed here (``parse_failure_rate``, ``a_rate``, ``position_consistency``); the scores see
   them as unparsed unless ``score_forced``.
@@ -84,7 +86,7 @@ class Diagnostics:
         self.report_forced = forced
         self.forced = 0
         self.samples = samples
-        self.count = self.unparsed = self.truncated = self.errors = 0
+        self.count = self.unparsed = self.truncated = self.errors = self.too_long = 0
         self.parsed = self.said_a = 0
         self.tokens = self.returned = 0
         self.ties = 0
@@ -107,6 +109,8 @@ class Diagnostics:
             self.truncated += 1
         if j.finish_reason == "error":
             self.errors += 1
+        elif j.finish_reason == "too_long":
+            self.too_long += 1
         else:
             self.returned += 1
             self.tokens += j.completion_tokens
@@ -129,6 +133,7 @@ class Diagnostics:
         self._pending.clear()
         extra = {"forced_rate": _share(self.forced, self.count)} if self.report_forced else {}
         ties = {"tie_rate": _share(self.ties, self.count)} if self.ties else {}
+        too_long = {"too_long": self.too_long} if self.too_long else {}
         return {
             "judgments": self.count,
             "parse_failure_rate": _share(self.unparsed, self.count),
@@ -140,6 +145,7 @@ class Diagnostics:
             **extra,
             **self.confidence.result(),
             **ties,
+            **too_long,
         }
 
     def tap(self, judgments: Iterable[Judgment]) -> Iterator[Judgment]:

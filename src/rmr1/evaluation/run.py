@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rmr1.benchmarks import Benchmark, load_benchmark
 from rmr1.cache import cached_judge
@@ -27,7 +27,14 @@ from rmr1.jsonl import JsonlAppender
 from rmr1.judge import Call, Judge
 from rmr1.types import Judgment, PreferencePair
 
+if TYPE_CHECKING:
+    from rmr1.evaluation.ray_pool import RayConfig
+
 Advance = Callable[[int, Judgment | None], None]
+# An executor turns planned calls into judgments: it pulls calls from the iterator as it needs them and yields
+# each batch's judgments as the batch returns, every call exactly once, batches in any order. The default judges
+# in this process; rmr1.evaluation.ray_pool judges on Ray workers.
+Executor = Callable[[Judge, Iterator[Call]], Iterator[list[Judgment]]]
 # progress(total still to judge, already judged) -> a context manager yielding advance(n, judgment)
 ProgressFactory = Callable[[int, int], AbstractContextManager[Advance]]
 
@@ -70,7 +77,10 @@ class EvalResult:
 
 
 def labels_for(judge: Judge) -> JudgeLabels:
-    """Names for a Judge built in code: backends say what they serve through ``model_name`` or ``source``."""
+    """Names for a Judge built in code: backends say what they serve through ``model_name`` or ``source``
+    (or, standing in for remote replicas, name them all through ``labels``)."""
+    if isinstance(getattr(judge.backend, "labels", None), JudgeLabels):
+        return judge.backend.labels  # type: ignore[attr-defined]
     backend = getattr(judge.backend, "inner", judge.backend)  # look through a cache wrapper
     model = getattr(backend, "model_name", None) or getattr(backend, "source", None) or type(backend).__name__
     kind = type(backend).__module__.rsplit(".", 1)[-1]
@@ -141,6 +151,12 @@ def _calls(judge: Judge, pairs: Iterable[PreferencePair], done: set[Key]) -> Ite
                 yield call
 
 
+def local_executor(judge: Judge, calls: Iterator[Call]) -> Iterator[list[Judgment]]:
+    """Judge in this process, ``batch_size`` calls at a time, in plan order."""
+    while batch := list(itertools.islice(calls, judge.config.batch_size)):
+        yield list(judge.run(batch))
+
+
 def _quiet(total: int, done: int) -> AbstractContextManager[Advance]:
     return contextlib.nullcontext(lambda n, j=None: None)
 
@@ -157,11 +173,11 @@ def _judged(
     writer: JsonlAppender,
     advance: Advance,
     tally: _Progress,
+    executor: Executor,
 ) -> Iterator[Judgment]:
     """What earlier invocations logged, then each new batch as soon as it is judged and appended."""
     yield from run.iter_judgments()
-    while batch := list(itertools.islice(calls, judge.config.batch_size)):
-        judgments = list(judge.run(batch))
+    for judgments in executor(judge, calls):
         writer.write([judgment_record(j) for j in judgments])
         tally.judged += len(judgments)
         for j in judgments:
@@ -176,15 +192,19 @@ def run_eval(
     *,
     labels: JudgeLabels | None = None,
     progress: ProgressFactory | None = None,
+    executor: Executor | None = None,
 ) -> EvalResult:
     """Judge ``bench`` into ``config.out`` (resuming what is there), score it and write the report.
 
     The run directory is locked for the whole run, so a second process on the same ``--out`` is refused.
+    ``executor`` makes the model calls (default: ``local_executor``); this process alone writes the run.
     """
     run = RunDir(config.out)
     run.path.mkdir(parents=True, exist_ok=True)
     with run.lock():
-        result = _run_locked(config, judge, bench, run, labels or labels_for(judge), progress)
+        result = _run_locked(
+            config, judge, bench, run, labels or labels_for(judge), progress, executor or local_executor
+        )
         if config.report:
             from rmr1.report import write_report
 
@@ -199,6 +219,7 @@ def _run_locked(
     run: RunDir,
     labels: JudgeLabels,
     progress: ProgressFactory | None,
+    executor: Executor,
 ) -> EvalResult:
     """The run under its lock. The scorer pulls judgments from the run loop itself, so scoring needs no
     second read of the log."""
@@ -224,7 +245,7 @@ def _run_locked(
     tally = _Progress()
     try:
         with JsonlAppender(run.judgments) as writer, (progress or _quiet)(remaining, len(done)) as advance:
-            stream = _judged(run, judge, _calls(judge, pairs, done), writer, advance, tally)
+            stream = _judged(run, judge, _calls(judge, pairs, done), writer, advance, tally, executor)
             scores = score_stream(settings, stream)
     except BaseException:
         run.update_info(status="interrupted", **_cache_counts(before, judge))
@@ -261,6 +282,24 @@ def _split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     )
 
 
+def _on_ray(
+    config: EvalConfig,
+    opts: Any,
+    bench: Benchmark,
+    labels: JudgeLabels | None,
+    progress: ProgressFactory | None,
+    ray: RayConfig,
+) -> EvalResult:
+    """The run judged by Ray workers, each building its replica from ``opts`` (a JudgeOptions). The labels
+    are the options' own, as in a local run, so either kind of run resumes the other."""
+    from rmr1.evaluation.ray_pool import RayPool, portable
+
+    if opts is None:
+        raise ConfigError("ray needs judge settings (or JudgeOptions) to build its replicas, not a Judge")
+    with RayPool(portable(opts).build_judge, ray) as pool:
+        return run_eval(config, pool.judge, bench, labels=labels, progress=progress, executor=pool.execute)
+
+
 def default_protocol(benchmark: str, protocol: str | None) -> str:
     """The protocol when none was asked for: JudgeBench's official one judges both orders; others one."""
     if protocol is not None:
@@ -274,6 +313,7 @@ def evaluate(
     *,
     judge: Any = None,
     progress: ProgressFactory | None = None,
+    ray: RayConfig | None = None,
     **settings: Any,
 ) -> EvalResult:
     """Evaluate a judge on a benchmark into the run directory ``out``; running it again resumes.
@@ -284,6 +324,8 @@ def evaluate(
     settings are ``EvalConfig`` fields: ``data``, ``limit``, ``shard`` ("I/N" or Shard), ``unparsed_score``,
     ``report``, ``retry_errors``. ``cache``: an SQLite judgment cache (see rmr1.cache), also with a ``Judge``.
     JudgeBench is judged in both orders (its official protocol) unless ``protocol`` says otherwise.
+    ``ray``: judge on Ray worker actors, each building its own replica from the judge settings (see
+    rmr1.evaluation.ray_pool); this process plans the calls and alone writes the run directory.
     """
     from rmr1.judge_options import JudgeOptions
 
@@ -319,6 +361,8 @@ def evaluate(
         if isinstance(benchmark, Benchmark)
         else load_benchmark(name, config.data, limit=config.limit)
     )
+    if ray is not None:
+        return _on_ray(config, opts, bench, labels, progress, ray)
     built: Judge = opts.build_judge() if opts is not None else judge
     try:
         return run_eval(config, built, bench, labels=labels, progress=progress)
@@ -332,11 +376,13 @@ def evaluate(
 __all__ = [
     "EvalConfig",
     "EvalResult",
+    "Executor",
     "JudgeLabels",
     "ProgressFactory",
     "default_protocol",
     "evaluate",
     "labels_for",
+    "local_executor",
     "run_eval",
     "served_model_of",
 ]

@@ -3,7 +3,8 @@
 Files other than judgments.jsonl are replaced atomically (written to a uniquely named file beside, fsynced,
 then renamed), so a kill never leaves a half-written run.json or scores.json. judgments.jsonl is only ever
 appended to in whole lines, except when a resume drops failed calls (``finish_reason == "error"``), which
-rewrites it atomically too.
+rewrites it atomically too. Calls whose prompt did not fit the model (``"too_long"``) are kept: they would not
+fit the next time either.
 
 A process that writes a run holds ``RunDir.lock()`` (an exclusive ``flock`` on ``.lock``): a second eval, a
 rescore or a merge into the same folder is refused instead of interleaving its lines. The kernel drops the
@@ -214,7 +215,8 @@ class RunDir:
         """Make judgments.jsonl safe to append to and return the keys already judged.
 
         Cuts a torn tail first (the appender would cut it too, and its key must not count as done), and with
-        ``retry_errors`` drops failed calls so they are made again.
+        ``retry_errors`` drops failed calls so they are made again. ``too_long`` calls count as done: retrying
+        a prompt that cannot fit would only fail again, on every resume.
         """
         if not self.judgments.is_file():
             return set()

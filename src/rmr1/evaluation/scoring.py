@@ -22,8 +22,8 @@ from rmr1.verdicts import parse_verdict
 
 
 def reparse(judgment: Judgment, mode: str) -> Judgment:
-    """The judgment with its verdict read again from the logged completion (failed calls stay failed)."""
-    if judgment.finish_reason == "error":
+    """The judgment with its verdict read again from the logged completion (failed and unsent calls stay so)."""
+    if judgment.finish_reason in ("error", "too_long"):
         return judgment
     if judgment.completion_b is not None:  # a pointwise decision: read both ratings again
         return pointwise.reparse(judgment)

@@ -59,6 +59,7 @@ POINTWISE_TEMPLATES: dict[str, JudgeTemplate] = {
             "",
             POINTWISE_REASONING_USER,
             "pointwise, one user turn, for thinking judges",
+            thinking=True,
         ),
     )
 }

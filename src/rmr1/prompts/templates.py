@@ -94,6 +94,9 @@ class JudgeTemplate:
     system: str
     user: str
     description: str = ""
+    # Written for a thinking model (one that reasons inside <think> first): generation then never stops on a
+    # server-side stop string, which cannot tell a drafted verdict inside the thought from the final one.
+    thinking: bool = False
 
     def __post_init__(self) -> None:
         check_placeholders(self.user, f"template {self.name!r}", "user")
@@ -137,7 +140,11 @@ BUILTIN: dict[str, JudgeTemplate] = {
     for t in (
         JudgeTemplate("cor", COR_SYSTEM, _PAIR_USER, "Chain-of-Rubrics, for instruct judges (RM-R1 Qwen2.5)"),
         JudgeTemplate(
-            "reasoning", "", REASONING_USER, "single user turn, for thinking judges (RM-R1 DeepSeek)"
+            "reasoning",
+            "",
+            REASONING_USER,
+            "single user turn, for thinking judges (RM-R1 DeepSeek)",
+            thinking=True,
         ),
         JudgeTemplate("cor-notype", COR_NOTYPE_SYSTEM, _PAIR_USER, "ablation: rubric always, no type step"),
         JudgeTemplate("plain", PLAIN_SYSTEM, _PAIR_USER, "ablation: compare and give the verdict, no rubric"),
@@ -146,7 +153,8 @@ BUILTIN: dict[str, JudgeTemplate] = {
 
 
 def load_template_file(path: str | Path) -> JudgeTemplate:
-    """Read a YAML template file with a required ``user`` text and an optional ``system`` text."""
+    """Read a YAML template file with a required ``user`` text, an optional ``system`` text and an optional
+    ``thinking`` flag (true for templates written for thinking models)."""
     p = Path(path)
     if not p.is_file():
         raise InputError("template file not found", source=str(p))
@@ -157,7 +165,7 @@ def load_template_file(path: str | Path) -> JudgeTemplate:
         raise InputError("not valid YAML", source=str(p), line=None if line is None else line + 1) from None
     if not isinstance(data, dict):
         raise InputError("expected a mapping with 'user' (and optionally 'system')", source=str(p))
-    unknown = sorted(set(data) - {"name", "system", "user", "description"})
+    unknown = sorted(set(data) - {"name", "system", "user", "description", "thinking"})
     if unknown:
         raise InputError("unknown key", source=str(p), field=unknown[0])
     for key in ("system", "user"):
@@ -165,12 +173,15 @@ def load_template_file(path: str | Path) -> JudgeTemplate:
             raise InputError("must be a string", source=str(p), field=key)
     if not data.get("user"):
         raise InputError("missing", source=str(p), field="user")
+    if not isinstance(data.get("thinking", False), bool):
+        raise InputError("must be true or false", source=str(p), field="thinking")
     try:
         return JudgeTemplate(
             str(data.get("name", p.stem)),
             data.get("system") or "",
             data["user"],
             str(data.get("description", "")),
+            thinking=data.get("thinking", False),
         )
     except ConfigError as exc:
         raise InputError(str(exc).split(": ", 1)[-1], source=str(p)) from None

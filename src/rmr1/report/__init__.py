@@ -26,7 +26,7 @@ from rmr1.report.plots import all_plots
 from rmr1.report.stats import ReportStats, gather
 from rmr1.report.traces import trace_view
 
-_COUNTS = ("judgments",)
+_COUNTS = ("judgments", "too_long")  # counts, not rates
 _PLAIN = ("mean_completion_tokens",)
 
 

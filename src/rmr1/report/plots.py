@@ -156,6 +156,26 @@ def reliability_plot(stats: ReportStats) -> str | None:
     return _png(fig)
 
 
+def curves_plot(rows: list[dict[str, Any]], keys: list[tuple[str, str]], title: str) -> str | None:
+    """Training curves: one panel per (metric key, label) against ``step``; None when no row has any key."""
+    panels = [
+        (label, [(r["step"], r[key]) for r in rows if "step" in r and r.get(key) is not None])
+        for key, label in keys
+    ]
+    panels = [(label, points) for label, points in panels if points]
+    if not panels:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 2.8), squeeze=False)
+    for ax, (label, points) in zip(axes[0], panels, strict=True):
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color="#1565c0")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("step")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def all_plots(stats: ReportStats) -> list[tuple[str, str]]:
     """(title, data URI) for each plot that has data."""
     drawn = [
@@ -168,4 +188,12 @@ def all_plots(stats: ReportStats) -> list[tuple[str, str]]:
     return [(title, uri) for title, uri in drawn if uri is not None]
 
 
-__all__ = ["all_plots", "confidence_plot", "length_plot", "position_plot", "reliability_plot", "subsets_plot"]
+__all__ = [
+    "all_plots",
+    "confidence_plot",
+    "curves_plot",
+    "length_plot",
+    "position_plot",
+    "reliability_plot",
+    "subsets_plot",
+]

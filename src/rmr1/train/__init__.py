@@ -1,10 +1,9 @@
-"""Training: data mixes, distillation, SFT and GRPO (TRL by composition), presets, and the CPU demo.
+"""Training: data mixes, distillation, SFT and GRPO (TRL by composition), presets; the CPU demo is ``rmr1.demo``.
 
 - ``mixes``: judge-prompt datasets with a ``winner`` label (paper's position rule, RL mixture sources).
 - ``distill``: teacher traces in two passes, resumable, into a TRL conversational SFT dataset.
 - ``sft`` / ``grpo``: recipes (``config``) turned into TRL configs and trainers; ``runtime``: shared parts.
 - ``presets/*.yaml``: the paper's recipes and CPU tiny ones; ``accelerate/*.yaml``: DeepSpeed ZeRO-3, FSDP.
-- ``demo``: the whole pipeline on the embedded SmolLM2-135M on a CPU.
 
 Heavy imports (torch, TRL) happen inside the functions that need them.
 """

@@ -127,6 +127,10 @@ def run_sft(recipe: SFTRecipe, *, log: Any = print) -> TrainResult:
     require_training()
     from trl import SFTTrainer
 
+    from rmr1.threads import apply_threads
+
+    apply_threads()
+
     config, notes = build_sft_config(recipe)
     fit_attention(config, notes)
     for note in notes:

@@ -57,6 +57,21 @@ def _pair(rng: random.Random, a: int, b: int, item_id: str, subset: str) -> Pref
     )
 
 
+def preference_rows(pairs: Sequence[PreferencePair]) -> list[dict[str, str]]:
+    """Pairs as rows of a preference file (TRL's standard format plus id and subset), which the ``preference``
+    benchmark reads back into the same pairs."""
+    return [
+        {
+            "id": p.item_id,
+            "prompt": p.question,
+            "chosen": p.chosen,
+            "rejected": p.rejected,
+            "subset": p.subset,
+        }
+        for p in pairs
+    ]
+
+
 def make_task(n_train: int, n_test: int, seed: int = 0, held_out_share: float = 0.25) -> TaskSplit:
     """Training and held-out pairs; the held-out split uses (a, b) combinations never seen in training."""
     rng = random.Random(seed)
@@ -158,6 +173,7 @@ __all__ = [
     "ShownPair",
     "TaskSplit",
     "make_task",
+    "preference_rows",
     "read_prompt",
     "trace_for",
 ]

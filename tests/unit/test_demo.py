@@ -1,0 +1,118 @@
+"""The demo package: its task files, scripted teacher, stage run directories, summary.json and report page.
+
+The stage evaluations here use the tiny random model (tests/conftest.py), so they exercise the real
+``rmr1.evaluation`` + hf path in seconds; the whole pipeline on the real model is
+tests/integration/test_train_demo.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from rmr1.benchmarks import load_benchmark
+from rmr1.demo import DEMO_TEMPLATE, ArithmeticTeacher, DemoConfig, DemoResult, evaluate_stage, make_task
+from rmr1.demo.pipeline import prepare_task, summary, write_summary
+from rmr1.demo.report import examples, write_report
+from rmr1.evaluation import RunDir
+from rmr1.train.distill import HINT_MARKER
+from rmr1.types import GenerationRequest, Message
+
+
+def test_held_out_pairs_read_back_through_the_preference_benchmark(tmp_path: Path) -> None:
+    cfg = DemoConfig(tmp_path, train_pairs=10, test_pairs=6)
+    prompts = prepare_task(cfg)
+    task = make_task(10, 6, seed=0)
+    bench = load_benchmark("preference", str(tmp_path / "data" / "test_pairs.jsonl"))
+    assert [(p.item_id, p.question, p.chosen, p.rejected, p.subset) for p in bench.pairs] == [
+        (p.item_id, p.question, p.chosen, p.rejected, p.subset) for p in task.test
+    ]
+    assert len(prompts) == 10 and (tmp_path / "data" / "judge_prompts.jsonl").is_file()
+    # the held-out split never shares a number pair with training
+    numbers = {tuple(re.findall(r"\d+", p.question)) for p in task.train}
+    assert not numbers & {tuple(re.findall(r"\d+", p.question)) for p in task.test}
+
+
+def _ask(teacher: ArithmeticTeacher, pair_text: str) -> str:
+    return teacher.generate([GenerationRequest((Message("user", pair_text),))])[0].text
+
+
+@pytest.mark.parametrize("order", ["AB", "BA"])
+def test_teacher_is_right_when_careful_and_repairs_a_slip_on_the_second_look(order: str) -> None:
+    pair = make_task(1, 1, seed=3).test[0]
+    a, b = (pair.chosen, pair.rejected) if order == "AB" else (pair.rejected, pair.chosen)
+    messages, _ = DEMO_TEMPLATE.render(pair.context, a, b)
+    user = messages[-1].content
+    right = "A" if order == "AB" else "B"
+    assert _ask(ArithmeticTeacher(careless_share=0.0), user).endswith(f"[[{right}]]</answer>")
+    careless = ArithmeticTeacher(careless_share=1.0)
+    assert not _ask(careless, user).endswith(f"[[{right}]]</answer>")
+    assert _ask(careless, f"{user}\n{HINT_MARKER}\nan earlier trace").endswith(f"[[{right}]]</answer>")
+
+
+@pytest.fixture(scope="module")
+def stage_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+    out = tmp_path_factory.mktemp("demo")
+    cfg = DemoConfig(out, train_pairs=8, test_pairs=4, max_new_tokens=6, eval_batch=8, threads=1)
+    prepare_task(cfg)
+    result = DemoResult(out, seconds={"sft": 1.5})
+    result.stages["base"] = evaluate_stage("base", str(tiny_model), cfg)
+    result.stages["sft"] = evaluate_stage("sft", str(tiny_model), cfg, train_seconds=1.5)
+    return result
+
+
+def test_a_stage_is_an_ordinary_run_directory_judged_in_both_orders(stage_run: DemoResult) -> None:
+    stage = stage_run.stages["base"]
+    assert stage.run_dir == stage_run.out_dir / "runs" / "base"
+    run = RunDir(stage.run_dir)
+    settings = run.read_settings()
+    assert settings is not None and settings.benchmark == "preference" and settings.protocol == "both"
+    assert settings.template == str(stage_run.out_dir / "data" / "template.yaml")
+    judged = list(run.iter_judgments())
+    assert len(judged) == 8 and {j.order for j in judged} == {"AB", "BA"}
+    scores = json.loads(run.scores.read_text())
+    assert stage.scores == scores and (stage.run_dir / "report.html").is_file()
+    entry = stage.to_summary()
+    assert entry["low"] <= entry["accuracy"] <= entry["high"]
+    assert entry["parse_failure_rate"] == scores["diagnostics"]["parse_failure_rate"]
+    assert entry["position_consistency"] == scores["diagnostics"]["position_consistency"]
+
+
+def test_a_stage_run_again_judges_afresh_instead_of_resuming(stage_run: DemoResult, tiny_model: Path) -> None:
+    cfg = DemoConfig(stage_run.out_dir, test_pairs=4, max_new_tokens=6, eval_batch=8, threads=1)
+    log = RunDir(stage_run.out_dir / "runs" / "base").judgments
+    log.write_text(log.read_text() + log.read_text().splitlines(keepends=True)[0])  # a stale extra line
+    again = evaluate_stage("base", str(tiny_model), cfg)
+    assert len(list(RunDir(again.run_dir).iter_judgments())) == 8
+    assert again.scores["diagnostics"]["judgments"] == 8
+
+
+def test_summary_and_report_come_from_the_stage_runs(stage_run: DemoResult) -> None:
+    out = stage_run.out_dir
+    cfg = DemoConfig(out, test_pairs=4)
+    (out / "grpo").mkdir(exist_ok=True)
+    rows = [
+        {"step": s, "reward": 0.1 * s, "judge/accuracy": 0.5, "completions/mean_length": 40 + s}
+        for s in (1, 2)
+    ]
+    (out / "grpo" / "curves.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = json.loads(write_summary(stage_run, cfg).read_text())
+    assert data == json.loads(json.dumps(summary(stage_run, cfg)))
+    assert set(data["stages"]) == {"base", "sft"}
+    sft = data["stages"]["sft"]
+    assert sft["seconds"] == pytest.approx(1.5 + stage_run.stages["sft"].eval_seconds, abs=0.1)
+    assert sft["accuracy"] == pytest.approx(stage_run.stages["sft"].scores["accuracy"], abs=1e-4)
+    page = write_report(stage_run, cfg).read_text()
+    links = re.findall(r'href="([^"]+)"', page)
+    assert links == ["runs/base/report.html", "runs/sft/report.html"]
+    assert all((out / link).is_file() for link in links)
+    assert page.count("data:image/png;base64") == 1  # GRPO logged curves, SFT did not
+    shown = examples(stage_run, limit=2)
+    assert [e.order for e in shown] == [
+        j.order for j in list(RunDir(out / "runs" / "base").iter_judgments())[:2]
+    ]
+    assert all(set(e.judgments) == {"base", "sft"} for e in shown)
+    assert f"{stage_run.stages['base'].accuracy:.1%}" in page
