@@ -45,17 +45,27 @@ CREATE TABLE IF NOT EXISTS completions (
     completion_tokens INTEGER NOT NULL
 )
 """
+# Added later: files made before it get the column on open (NULL for the answers already there).
+_P_A_COLUMN = "ALTER TABLE completions ADD COLUMN p_a REAL"
+_READS = """
+CREATE TABLE IF NOT EXISTS verdict_reads (
+    key TEXT PRIMARY KEY,
+    p_a REAL
+)
+"""
 
 
 def request_key(model_id: str, namespace: str, request: GenerationRequest) -> str:
     """A stable hash of everything that decides a completion (never the call's bookkeeping ``key``)."""
     sp = request.sampling
-    content = {
+    content: dict[str, Any] = {
         "model": model_id,
         "template": namespace,
         "messages": [[m.role, m.content] for m in request.messages],
         "sampling": [sp.max_new_tokens, sp.temperature, sp.top_p, sp.seed, list(sp.stop)],
     }
+    if sp.logprobs:  # only then, so the keys of answers stored before the flag existed stay the same
+        content["logprobs"] = True
     return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -63,6 +73,8 @@ def request_key(model_id: str, namespace: str, request: GenerationRequest) -> st
 class CacheStats:
     hits: int = 0  # requests answered from the file
     misses: int = 0  # requests sent to the wrapped backend
+    read_hits: int = 0  # verdict reads (rmr1.probability) answered from the file
+    read_misses: int = 0  # verdict reads sent to the wrapped backend
 
 
 class CachedBackend:
@@ -82,6 +94,10 @@ class CachedBackend:
             self._db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute(_SCHEMA)
+            self._db.execute(_READS)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(completions)")}
+            if "p_a" not in columns:
+                self._db.execute(_P_A_COLUMN)
             self._db.commit()
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"{self.path}: cannot open the judgment cache ({exc})") from None
@@ -133,11 +149,11 @@ class CachedBackend:
             for start in range(0, len(wanted), 500):  # SQLite caps the parameters of one statement
                 chunk = wanted[start : start + 500]
                 rows = self._db.execute(
-                    "SELECT key, text, reasoning, finish_reason, prompt_tokens, completion_tokens "
+                    "SELECT key, text, reasoning, finish_reason, prompt_tokens, completion_tokens, p_a "
                     f"FROM completions WHERE key IN ({','.join('?' * len(chunk))})",
                     chunk,
                 ).fetchall()
-                for key, text, reasoning, finish, prompt_tokens, completion_tokens in rows:
+                for key, text, reasoning, finish, prompt_tokens, completion_tokens, p_a in rows:
                     # latency_s stays 0: a hit costs no model time
                     found[key] = Completion(
                         text=text,
@@ -145,6 +161,7 @@ class CachedBackend:
                         prompt_tokens=prompt_tokens,
                         completion_tokens=completion_tokens,
                         reasoning=reasoning,
+                        p_a=p_a,
                     )
         return found
 
@@ -152,14 +169,63 @@ class CachedBackend:
         # A thought the prompt opened is stored with its <think> put back (``full_text``): a hit then reads,
         # and is logged, exactly as the first answer was.
         rows = [
-            (key, model, _stored_text(c), c.reasoning, c.finish_reason, c.prompt_tokens, c.completion_tokens)
+            (
+                key,
+                model,
+                _stored_text(c),
+                c.reasoning,
+                c.finish_reason,
+                c.prompt_tokens,
+                c.completion_tokens,
+                c.p_a,
+            )
             for key, c in results
             if c.finish_reason in CACHED_REASONS and c.error is None
         ]
         if not rows:
             return
         with self._lock, self._db:  # one transaction per batch; the context manager commits
-            self._db.executemany("INSERT OR IGNORE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            self._db.executemany(
+                "INSERT OR IGNORE INTO completions (key, model, text, reasoning, finish_reason, prompt_tokens, "
+                "completion_tokens, p_a) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    # -- verdict reads (rmr1.probability): cached like completions, keyed by prompt and prefix -------------
+    @property
+    def supports_logprobs(self) -> bool:
+        from rmr1.probability import supports_logprobs
+
+        return supports_logprobs(self.inner)
+
+    def read_verdicts(self, reads: Sequence[Any]) -> list[float | None]:
+        model = self._model()
+        keys = [f"read:{request_key(model, self.namespace, r.request)}:{_sha(r.prefix)}" for r in reads]
+        with self._lock:
+            found = (
+                dict(
+                    self._db.execute(
+                        f"SELECT key, p_a FROM verdict_reads WHERE key IN ({','.join('?' * len(keys))})", keys
+                    ).fetchall()
+                )
+                if keys
+                else {}
+            )
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        out: list[float | None] = [found.get(k) for k in keys]
+        if missing:
+            fresh = self.inner.read_verdicts([reads[i] for i in missing])  # type: ignore[attr-defined]
+            for i, p_a in zip(missing, fresh, strict=True):
+                out[i] = p_a
+            with self._lock, self._db:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO verdict_reads VALUES (?, ?)",
+                    [(keys[i], p) for i, p in zip(missing, fresh, strict=True) if p is not None],
+                )
+        with self._lock:
+            self.stats.read_hits += len(reads) - len(missing)
+            self.stats.read_misses += len(missing)
+        return out
 
     def close(self) -> None:
         from rmr1.backends import close_backend
@@ -167,6 +233,10 @@ class CachedBackend:
         with self._lock:
             self._db.close()
         close_backend(self.inner)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _stored_text(completion: Completion) -> str:

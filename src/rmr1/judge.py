@@ -14,6 +14,7 @@ requests at a time, yielding judgments as each batch returns (callers log them a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from rmr1 import pointwise
 from rmr1.backends import Backend
 from rmr1.errors import ConfigError
+from rmr1.probability import VERDICT_MODES, Probe, forced_label, probe_batch, supports_logprobs
 from rmr1.prompts import JudgeTemplate, get_template
 from rmr1.types import (
     Completion,
@@ -53,6 +55,8 @@ class JudgeConfig:
     batch_size: int = 16  # requests handed to the backend at once
     stop_at_verdict: bool = True  # end generation right after a </answer> outside any <think> block
     record_latency: bool = True  # False writes latency_s as 0 so reruns are byte-identical
+    verdict: str = "generate"  # generate | logprob (read P(A) at the verdict) | forced (also force one)
+    score_forced: bool = False  # benchmark scores count forced verdicts (default: as unparsed)
     mode: str = "pairwise"  # "pairwise", or "pointwise": rate each response alone (rmr1.pointwise)
 
     def __post_init__(self) -> None:
@@ -64,8 +68,14 @@ class JudgeConfig:
             raise ConfigError(f"unknown parse mode {self.parse_mode!r}; choose strict or paper")
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise ConfigError("max_new_tokens and batch_size must be positive")
+        if self.verdict not in VERDICT_MODES:
+            raise ConfigError(f"unknown verdict mode {self.verdict!r}; choose {', '.join(VERDICT_MODES)}")
         if self.mode not in ("pairwise", "pointwise"):
             raise ConfigError(f"unknown mode {self.mode!r}; choose pairwise or pointwise")
+        if self.mode == "pointwise" and self.verdict != "generate":
+            raise ConfigError(
+                "--verdict logprob|forced reads an A/B verdict; pointwise mode has ratings instead"
+            )
 
     @property
     def effective_temperature(self) -> float:
@@ -112,6 +122,11 @@ class Judge:
         self.backend = backend
         self.template = template if isinstance(template, JudgeTemplate) else get_template(template)
         self.config = config or JudgeConfig()
+        if self.config.verdict != "generate" and not supports_logprobs(backend):
+            raise ConfigError(
+                f"--verdict {self.config.verdict} needs token log-probabilities, which the "
+                f"{type(backend).__name__} backend does not give; use --verdict generate"
+            )
 
     def orders(self, pair: PreferencePair) -> list[str]:
         if self.config.protocol == "both":
@@ -135,6 +150,7 @@ class Judge:
                     top_p=cfg.top_p,
                     seed=_sample_seed(cfg.seed, key) if temperature > 0 else None,
                     stop=STOP if cfg.stop_at_verdict else (),
+                    logprobs=cfg.verdict != "generate",
                     thinking=self.template.thinking,
                 )
                 calls.append(
@@ -142,7 +158,7 @@ class Judge:
                 )
         return calls
 
-    def to_judgment(self, call: Call, completion: Completion) -> Judgment:
+    def to_judgment(self, call: Call, completion: Completion, probe: Probe | None = None) -> Judgment:
         text = completion.full_text
         # A prompt over the window was never sent: there is nothing to parse, and the backend says why.
         label: str | None = None
@@ -151,6 +167,9 @@ class Judge:
             verdict = parse_verdict(text, self.config.parse_mode)
             label = verdict.label
             reason = completion.error if completion.finish_reason == "error" else verdict.reason
+        probe = probe or Probe(completion.p_a)
+        if probe.forced and probe.p_a is not None:
+            label = forced_label(probe.p_a)
         return Judgment(
             item_id=call.pair.item_id,
             pair=call.pair.pair,
@@ -166,6 +185,8 @@ class Judge:
             latency_s=round(completion.latency_s, 4) if self.config.record_latency else 0.0,
             parse_error=reason,
             neutralised=call.neutralised,
+            p_a=probe.p_a,
+            forced=probe.forced,
         )
 
     def run(self, calls: Iterable[Call]) -> Iterator[Judgment]:
@@ -183,11 +204,14 @@ class Judge:
             yield from self._run_batch(batch)
 
     def _run_batch(self, batch: Sequence[Call]) -> Iterator[Judgment]:
-        completions = self.backend.generate([c.request for c in batch])
+        requests = [c.request for c in batch]
+        completions = self.backend.generate(requests)
         if len(completions) != len(batch):
             raise RuntimeError(f"backend returned {len(completions)} completions for {len(batch)} requests")
-        for call, completion in zip(batch, completions, strict=True):
-            yield self.to_judgment(call, completion)
+        cfg = self.config
+        probes = probe_batch(self.backend, requests, completions, cfg.verdict, cfg.parse_mode)
+        for call, completion, probe in zip(batch, completions, probes, strict=True):
+            yield self.to_judgment(call, completion, probe)
 
     def judge(
         self, pairs: Iterable[PreferencePair], skip: Collection[tuple[str, int, str, int]] = ()
@@ -221,10 +245,15 @@ class Vote:
     confidence: float  # share of parsed votes for the winning side
     votes: int
     unparsed: int
+    probability: float | None = None  # mean P(preferred response) over the samples that read P(A)
 
 
 def vote(judgments: Sequence[Judgment]) -> Vote:
-    return vote_values([j.correct for j in judgments])
+    result = vote_values([j.correct for j in judgments])
+    probs = [p for p in (j.p_preferred for j in judgments) if p is not None]
+    if not probs:
+        return result
+    return dataclasses.replace(result, probability=sum(probs) / len(probs))
 
 
 def vote_values(values: Sequence[bool | None]) -> Vote:

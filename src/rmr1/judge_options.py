@@ -38,6 +38,8 @@ class JudgeOptions:
     threads: int | None = None
     record_latency: bool = True
     cache: str | None = None
+    verdict: str = "generate"
+    score_forced: bool = False
     mode: str = "pairwise"
 
     def __post_init__(self) -> None:
@@ -55,6 +57,8 @@ class JudgeOptions:
             parse_mode=self.parse_mode,
             batch_size=self.batch_size,
             record_latency=self.record_latency,
+            verdict=self.verdict,
+            score_forced=self.score_forced,
             mode=self.mode,
         )
 
@@ -130,6 +134,9 @@ HELP = {
     "record_latency": "Record each call's latency_s (turn off for byte-identical reruns).",
     "cache": "SQLite judgment cache: a request answered before (same model, template, prompt and "
     "sampling) costs no model call.",
+    "verdict": "generate: the verdict as written; logprob: also read P(A) at the verdict (p_a); forced: "
+    "also force a verdict after a trace that has none (needs a backend with log-probabilities).",
+    "score_forced": "Count forced verdicts in the benchmark scores (default: they score as unparsed).",
     "mode": "pairwise: compare two responses; pointwise: rate each response 1-10 alone (template "
     "pointwise or pointwise-reasoning) and decide pairs by the ratings.",
 }

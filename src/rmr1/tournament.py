@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from rmr1 import pointwise
 from rmr1.errors import ConfigError
 from rmr1.judge import Judge, vote
+from rmr1.probability import probe_batch
 from rmr1.types import CandidateSet, Judgment, Message, PreferencePair
 
 METHODS = ("knockout", "round_robin", "rating")  # rating: a pointwise judge's 1-10 ratings (rmr1.pointwise)
-SCORINGS = ("win_rate", "bradley_terry", "elo")
+SCORINGS = ("win_rate", "bradley_terry", "elo", "bradley_terry_prob")
 ELO_K = 32.0
 ELO_START = 1000.0
 
@@ -112,10 +113,15 @@ def judge_round(judge: Judge, pairs: Sequence[PreferencePair]) -> list[tuple[Jud
     calls = [c for plan in plans for c in plan]
     if not calls:
         return [() for _ in pairs]
-    completions = judge.backend.generate([c.request for c in calls])
+    requests = [c.request for c in calls]
+    completions = judge.backend.generate(requests)
     if len(completions) != len(calls):
         raise RuntimeError(f"backend returned {len(completions)} completions for {len(calls)} requests")
-    judged = iter(judge.to_judgment(c, comp) for c, comp in zip(calls, completions, strict=True))
+    cfg = judge.config
+    probes = probe_batch(judge.backend, requests, completions, cfg.verdict, cfg.parse_mode)
+    judged = iter(
+        judge.to_judgment(c, comp, pr) for c, comp, pr in zip(calls, completions, probes, strict=True)
+    )
     return [tuple(next(judged) for _ in plan) for plan in plans]
 
 
@@ -199,6 +205,10 @@ def _scores(scoring: str, n: int, matches: Sequence[Match]) -> list[float]:
         return bradley_terry(n, matches)
     if scoring == "elo":
         return elo(n, matches)
+    if scoring == "bradley_terry_prob":  # on P(i beats j) where read, else on the votes
+        from rmr1.rewards.probabilistic import bradley_terry_probabilities, outcomes_of
+
+        return bradley_terry_probabilities(n, outcomes_of(matches))
     raise ConfigError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
 
 

@@ -158,6 +158,7 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    logprobs: bool = False  # ask for token log-probabilities, so the verdict's P(A) can be read (p_a)
     # The model may think first: a stop string counts only outside a <think> block. Backends whose stops
     # cannot tell the two apart (server-side stop strings: vLLM, OpenAI-compatible servers) then send none.
     thinking: bool = False
@@ -181,6 +182,7 @@ class Completion:
     latency_s: float = 0.0
     reasoning: str | None = None
     error: str | None = None
+    p_a: float | None = None  # P(A) at the verdict slot, from the two verdict tokens (rmr1.probability)
     # The prompt itself opened a <think> block (chat templates of thinking models do), so ``text`` starts
     # inside a thought and its first </think> closes it.
     think_opened: bool = False
@@ -234,13 +236,24 @@ class Judgment:
     score_a: float | None = None  # pointwise mode: the 1-10 rating of the response shown as A
     score_b: float | None = None  # pointwise mode: the rating of the response shown as B
     completion_b: str | None = None  # pointwise mode: B's rating trace (``completion`` holds A's)
+    forced: bool = False  # the verdict was read by forcing the verdict prefix after the trace
 
     @property
     def key(self) -> tuple[str, int, str, int]:
         return (self.item_id, self.pair, self.order, self.sample)
 
+    @property
+    def p_preferred(self) -> float | None:
+        """P(the preferred response wins), order-corrected from ``p_a``."""
+        if self.p_a is None:
+            return None
+        return self.p_a if self.order == "AB" else 1.0 - self.p_a
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["p_a"] is None:
+            del data["p_a"]  # CONTRACTS.md: absent when the backend gave no log-probabilities
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Judgment:
@@ -278,6 +291,11 @@ _JUDGMENT_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "prompt_tokens": (lambda v: _is_int(v), "an integer"),
     "completion_tokens": (lambda v: _is_int(v), "an integer"),
     "latency_s": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "p_a": (
+        lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+        "a number or null",
+    ),
+    "forced": (lambda v: isinstance(v, bool), "true or false"),
 }
 
 

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateError
 
@@ -32,6 +32,9 @@ from rmr1.types import Completion, GenerationRequest, SamplingParams
 from rmr1.verdicts import stop_end
 
 _log = logging.getLogger("rmr1.backends.hf")
+
+if TYPE_CHECKING:
+    from rmr1.probability import VerdictRead
 
 
 def _pick_dtype(name: str, device: str) -> Any:
@@ -104,6 +107,8 @@ class _Prepared:
 class HFBackend:
     """Local generation with transformers. ``batch_size`` caps rows per forward batch; ``threads`` (CPU) is
     chosen by ``rmr1.threads`` when None."""
+
+    supports_logprobs = True  # verdict probabilities by a forward pass (rmr1.probability.hf_read)
 
     def __init__(
         self,
@@ -242,3 +247,10 @@ class HFBackend:
             latency_s=latency,
             think_opened=think_opened,
         )
+
+    def read_verdicts(self, reads: Sequence[VerdictRead]) -> list[float | None]:
+        """P(A) at the token after each read's prefix (rmr1.probability)."""
+        from rmr1.probability import hf_read
+
+        rows = [(self.prompt_ids(r.request), r.prefix) for r in reads]
+        return hf_read(self.model, self.tokenizer, rows, device=self.device, batch_size=self.batch_size)

@@ -4,6 +4,10 @@ The script is a callable ``request -> text``, a list of texts used in turn, or o
 ``"always-a"``, ``"always-b"``, ``"echo"``. Named rules make ``--backend mock --model always-a`` usable from
 the CLI. A prompt's tokens are its words; with ``context_length`` set, the window rule of
 ``rmr1.backends.window`` applies as on the real backends (over-long prompts come back ``too_long`` unanswered).
+
+``p_a`` scripts verdict probabilities: with it the backend ``supports_logprobs``, returns ``p_a`` on
+completions that carry a verdict when the request asks for log-probabilities, and answers ``read_verdicts``
+(counted in ``reads``).
 """
 
 from __future__ import annotations
@@ -11,12 +15,15 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from rmr1.backends.window import fit_budget, too_long
 from rmr1.errors import ConfigError
 from rmr1.types import Completion, GenerationRequest
 
 Script = Callable[[GenerationRequest], str] | Sequence[str] | str
+# P(A) for a request and the assistant text before the verdict letter (a constant, or a function of both).
+ProbScript = Callable[[GenerationRequest, str], float] | float
 
 
 def _verdict(label: str) -> str:
@@ -38,6 +45,7 @@ class MockBackend:
         model: Script | None = None,
         *,
         script: Script | None = None,
+        p_a: ProbScript | None = None,
         context_length: int | None = None,
         **_: object,
     ) -> None:
@@ -53,6 +61,9 @@ class MockBackend:
             self._fn = lambda req: next(texts)
         self.context_length = context_length
         self.calls = 0  # requests answered by the script (too_long ones never reach it)
+        self._p_a = p_a
+        self.supports_logprobs = p_a is not None
+        self.reads = 0
         self.batches: list[int] = []
         self._lock = threading.Lock()
 
@@ -75,6 +86,24 @@ class MockBackend:
                     finish_reason="stop",
                     prompt_tokens=prompt_tokens,
                     completion_tokens=len(text.split()),
+                    p_a=self._scripted_p_a(req, text) if req.sampling.logprobs else None,
                 )
             )
         return out
+
+    def _p(self, request: GenerationRequest, prefix: str) -> float:
+        assert self._p_a is not None
+        return float(self._p_a(request, prefix) if callable(self._p_a) else self._p_a)
+
+    def _scripted_p_a(self, request: GenerationRequest, text: str) -> float | None:
+        from rmr1.probability import verdict_slot
+
+        slot = verdict_slot(text) if self._p_a is not None else None
+        return None if slot is None else self._p(request, text[:slot])
+
+    def read_verdicts(self, reads: Sequence[Any]) -> list[float | None]:
+        if self._p_a is None:
+            raise ConfigError("this mock backend has no scripted p_a")
+        with self._lock:
+            self.reads += len(reads)
+        return [self._p(r.request, r.prefix) for r in reads]

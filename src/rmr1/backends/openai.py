@@ -30,9 +30,11 @@ import httpx
 
 from rmr1.backends.window import fit_budget, too_long
 from rmr1.errors import ConfigError
+from rmr1.probability import VerdictRead, openai_tokens, p_a_from_tokens, p_a_from_top
 from rmr1.retry import RetriesExhausted, Retry, RetryPolicy, aretry, parse_retry_after
 from rmr1.types import Completion, GenerationRequest
 
+TOP_LOGPROBS = 20  # alternatives asked per token: the other verdict letter is almost always among them
 _SNIPPET = 200  # characters of a server's error body kept in the one-line error
 _CLOSING_TAG = re.compile(r"</([A-Za-z][\w-]*)>")
 
@@ -161,12 +163,14 @@ def _parse_response(body: bytes, stops: Sequence[str] = ()) -> Completion:
         text = _restore_stop(text, choice, stops)
     usage = data.get("usage")
     usage = usage if isinstance(usage, dict) else {}
+    tokens = openai_tokens(choice.get("logprobs"))
     return Completion(
         text=text,
         finish_reason=finish,
         prompt_tokens=_count(usage, "prompt_tokens"),
         completion_tokens=_count(usage, "completion_tokens"),
         reasoning=reasoning,
+        p_a=p_a_from_tokens(tokens) if tokens else None,
     )
 
 
@@ -177,6 +181,10 @@ def _count(usage: Mapping[str, Any], key: str) -> int:
 
 class OpenAIBackend:
     """Chat completions from an OpenAI-compatible server; see the module doc for the retry policy."""
+
+    # Verdict probabilities from ``logprobs``/``top_logprobs``; forced reads continue the assistant message
+    # (vLLM's ``continue_final_message``), see rmr1.probability and read_verdicts.
+    supports_logprobs = True
 
     def __init__(
         self,
@@ -313,8 +321,69 @@ class OpenAIBackend:
             body["seed"] = sp.seed
         if sp.stop and not sp.thinking:  # a server-side stop would also fire on a verdict drafted in thought
             body["stop"] = list(sp.stop)
+        if sp.logprobs:
+            body.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
         body.update(self.extra_body)
         return body
+
+    # --- verdict reads (rmr1.probability) -------------------------------------------------------------------
+
+    def read_verdicts(self, reads: Sequence[VerdictRead]) -> list[float | None]:
+        """P(A) after each prefix: one continuation request each, asking for one token's top logprobs."""
+        if not reads:
+            return []
+
+        async def all_reads() -> list[float | None]:
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            async with httpx.AsyncClient(
+                base_url=self.base_url + "/", headers=headers, timeout=httpx.Timeout(self.timeout)
+            ) as client:
+                model = await self._model_name(client)
+                gate = asyncio.Semaphore(self.concurrency)
+                return list(await asyncio.gather(*(self._read(client, gate, model, r) for r in reads)))
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(all_reads())
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(lambda: asyncio.run(all_reads())).result()
+
+    async def _read(
+        self, client: httpx.AsyncClient, gate: asyncio.Semaphore, model: str, read: VerdictRead
+    ) -> float | None:
+        body = self.payload(model, read.request)
+        body.pop("stop", None)
+        body.pop("seed", None)
+        body.update(
+            messages=body["messages"] + [{"role": "assistant", "content": read.prefix}],
+            max_tokens=1,
+            temperature=0.0,
+            logprobs=True,
+            top_logprobs=TOP_LOGPROBS,
+            continue_final_message=True,
+            add_generation_prompt=False,
+        )
+        for attempt in range(self.retry.max_retries + 1):
+            try:
+                async with gate:
+                    response = await client.post("chat/completions", json=body)
+            except httpx.HTTPError:
+                await asyncio.sleep(self.retry.delay(attempt))
+                continue  # a read that never succeeds leaves p_a unknown, it does not stop the run
+            if response.status_code == 429 or response.status_code >= 500:
+                await asyncio.sleep(
+                    self.retry.delay(attempt, parse_retry_after(response.headers.get("retry-after")))
+                )
+                continue
+            if response.status_code >= 400:
+                raise ConfigError(
+                    f"{self.base_url} cannot continue an assistant message (continue_final_message): "
+                    f"HTTP {response.status_code}; forced verdicts need a vLLM-style server, use --verdict logprob"
+                )
+            tokens = openai_tokens((response.json().get("choices") or [{}])[0].get("logprobs"))
+            return p_a_from_top(tokens[0][2]) if tokens else None
+        return None
 
     async def _complete(
         self, client: httpx.AsyncClient, gate: asyncio.Semaphore, model: str, request: GenerationRequest

@@ -19,12 +19,16 @@ from typing import Any
 from rmr1.backends.window import fit_budget, too_long
 from rmr1.errors import require
 from rmr1.models import resolve_model
+from rmr1.probability import TokenLogprob, p_a_from_tokens, p_a_from_top
 from rmr1.types import Completion, GenerationRequest, SamplingParams
 
+TOP_LOGPROBS = 20  # alternatives kept per token: the other verdict letter is almost always among them
 _THINK = "<think>"
 
 
 class VLLMBackend:
+    supports_logprobs = True  # top-k logprobs with the generation; forced reads continue the message
+
     def __init__(
         self,
         model: str | None = None,
@@ -72,6 +76,7 @@ class VLLMBackend:
             seed=sampling.seed,
             stop=None if sampling.thinking else list(sampling.stop) or None,
             include_stop_str_in_output=True,
+            logprobs=TOP_LOGPROBS if sampling.logprobs else None,
         )
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
@@ -115,6 +120,7 @@ class VLLMBackend:
                     prompt_tokens=len(result.prompt_token_ids or []),
                     completion_tokens=len(first.token_ids),
                     latency_s=latency,
+                    p_a=p_a_from_tokens(_tokens(first)) if getattr(first, "logprobs", None) else None,
                     think_opened=opened,
                 )
             )
@@ -125,3 +131,37 @@ class VLLMBackend:
         if "length" in why.lower():  # "prompt (length N) is longer than the maximum model length of M"
             return too_long(self.measure(request)[0], self.context_length, first)
         return Completion(text="", finish_reason="error", error=f"vLLM refused the request: {first}")
+
+    def read_verdicts(self, reads: Sequence[Any]) -> list[float | None]:
+        """P(A) after each prefix: the assistant message is continued by one token, with its top logprobs."""
+        from vllm import SamplingParams as VSampling
+
+        if not reads:
+            return []
+        conversations = [
+            [m.to_dict() for m in r.request.messages] + [{"role": "assistant", "content": r.prefix}]
+            for r in reads
+        ]
+        outputs = self.llm.chat(
+            conversations,
+            VSampling(max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS),
+            use_tqdm=False,
+            add_generation_prompt=False,
+            continue_final_message=True,
+        )
+        values: list[float | None] = []
+        for result in outputs:
+            tokens = _tokens(result.outputs[0])
+            values.append(p_a_from_top(tokens[0][2]) if tokens else None)
+        return values
+
+
+def _tokens(output: Any) -> list[TokenLogprob]:
+    """vLLM's per-position {token id: Logprob} dicts as (token text, logprob, {alternative text: logprob})."""
+    out: list[TokenLogprob] = []
+    for token_id, position in zip(output.token_ids, output.logprobs or [], strict=False):
+        top = {lp.decoded_token: lp.logprob for lp in position.values() if lp.decoded_token is not None}
+        chosen = position.get(token_id)
+        text = chosen.decoded_token if chosen is not None and chosen.decoded_token is not None else ""
+        out.append((text, chosen.logprob if chosen is not None else 0.0, top))
+    return out

@@ -116,6 +116,13 @@ def data(
     math: Annotated[str | None, typer.Option(help="Math-Step-DPO-10K file or hub id.")] = None,
     template: Annotated[str, typer.Option(help="Judge template name (cor, reasoning, ...).")] = "cor",
     template_file: Annotated[Path | None, typer.Option(help="A YAML judge template.")] = None,
+    both_orders: Annotated[
+        bool,
+        typer.Option(
+            help="Write each pair twice (preferred shown as A and as B) with a shared pair_id: "
+            "the data of reward=consistent."
+        ),
+    ] = False,
     exclude: Annotated[
         Path | None,
         typer.Option(
@@ -143,7 +150,8 @@ def data(
     for spec in pairs or []:
         chosen.extend(mixes.preference_pairs(mixes.load_rows(spec), spec, prefix=f"{Path(spec).stem}-"))
     skip = _excluded_ids(exclude)
-    records = mixes.build_judge_dataset([p for p in chosen if p.item_id not in skip], tmpl)
+    kept = [p for p in chosen if p.item_id not in skip]
+    records = mixes.build_judge_dataset(kept, tmpl, both_orders=both_orders)
     if out.exists():
         out.unlink()
     with JsonlAppender(out) as writer:
@@ -151,7 +159,7 @@ def data(
     a_share = sum(r["winner"] == "model_a" for r in records) / max(1, len(records))
     typer.echo(
         f"wrote {len(records)} judge prompts to {out} (chosen shown as A: {a_share:.1%}; "
-        f"excluded {len(chosen) - len(records)})"
+        f"excluded {len(chosen) - len(kept)})"
     )
 
 

@@ -10,6 +10,9 @@
   an order has no decision are left out (they already count as parse failures); null when none qualifies.
 - ``a_rate``: parsed verdicts saying A / parsed verdicts.
 - ``mean_completion_tokens``: over calls that returned (failed and unsent calls have no tokens).
+- ``forced_rate`` (runs with ``--verdict forced``): judgments whose verdict was forced / judgments. Forced
+  verdicts count as parsed here (``parse_failure_rate``, ``a_rate``, ``position_consistency``); the scores see
+  them as unparsed unless ``score_forced``.
 - ``tie_rate`` (pointwise runs with ties only): pairs whose two ratings were equal / judgments. A tie has no
   verdict but is not a parse failure, so it is counted here and not in ``parse_failure_rate``.
 - ``ece``, ``brier`` (only when probabilities or votes exist): calibration of each decision's confidence, see
@@ -78,8 +81,10 @@ class Confidence:
 class Diagnostics:
     """Feed judgments with ``add``; read the numbers with ``result``."""
 
-    def __init__(self, *, both_orders: bool, samples: int) -> None:
+    def __init__(self, *, both_orders: bool, samples: int, forced: bool = False) -> None:
         self.both_orders = both_orders
+        self.report_forced = forced
+        self.forced = 0
         self.samples = samples
         self.count = self.unparsed = self.truncated = self.errors = self.too_long = 0
         self.parsed = self.said_a = 0
@@ -91,6 +96,7 @@ class Diagnostics:
 
     def add(self, j: Judgment) -> None:
         self.count += 1
+        self.forced += j.forced
         self.confidence.add(j)
         if j.verdict is None and j.parse_error == TIE and j.completion_b is not None:
             self.ties += 1
@@ -125,6 +131,7 @@ class Diagnostics:
         for group in self._pending.values():  # pairs with missing samples: compare what is there
             self._compare(group)
         self._pending.clear()
+        extra = {"forced_rate": _share(self.forced, self.count)} if self.report_forced else {}
         ties = {"tie_rate": _share(self.ties, self.count)} if self.ties else {}
         too_long = {"too_long": self.too_long} if self.too_long else {}
         return {
@@ -135,6 +142,7 @@ class Diagnostics:
             "position_consistency": _share(self.consistent, self.compared),
             "a_rate": _share(self.said_a, self.parsed),
             "mean_completion_tokens": (self.tokens / self.returned) if self.returned else None,
+            **extra,
             **self.confidence.result(),
             **ties,
             **too_long,

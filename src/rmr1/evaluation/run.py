@@ -110,6 +110,8 @@ def _settings(config: EvalConfig, judge: Judge, labels: JudgeLabels) -> RunSetti
         unparsed_score=config.unparsed_score,
         rmr1_version=__version__,
         served_model=served_model_of(judge.backend),
+        verdict=jc.verdict,
+        score_forced=jc.score_forced,
     )
 
 

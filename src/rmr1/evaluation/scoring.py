@@ -28,12 +28,22 @@ def reparse(judgment: Judgment, mode: str) -> Judgment:
     if judgment.completion_b is not None:  # a pointwise decision: read both ratings again
         return pointwise.reparse(judgment)
     verdict = parse_verdict(judgment.completion, mode)
+    if judgment.forced and verdict.label is None:
+        return judgment  # still no written verdict: the forced read stands
     return dataclasses.replace(
         judgment,
         verdict=verdict.label,
         correct=is_correct(verdict.label, judgment.order),
         parse_error=verdict.reason,
+        forced=False,
     )
+
+
+def strict_view(judgment: Judgment) -> Judgment:
+    """A forced verdict as the strict parse saw it: unparsed (what scores see unless ``score_forced``)."""
+    if not judgment.forced:
+        return judgment
+    return dataclasses.replace(judgment, verdict=None, correct=None)
 
 
 def _reparsed(judgments: Iterable[Judgment], mode: str) -> Iterator[Judgment]:
@@ -43,8 +53,12 @@ def _reparsed(judgments: Iterable[Judgment], mode: str) -> Iterator[Judgment]:
 
 def score_stream(settings: RunSettings, judgments: Iterable[Judgment]) -> dict[str, Any]:
     """Official numbers + diagnostics from one pass over ``judgments``."""
-    diagnostics = Diagnostics(both_orders=settings.protocol == "both", samples=settings.samples)
+    diagnostics = Diagnostics(
+        both_orders=settings.protocol == "both", samples=settings.samples, forced=settings.verdict == "forced"
+    )
     stream = diagnostics.tap(judgments)
+    if not settings.score_forced:
+        stream = (strict_view(j) for j in stream)
     scores = dict(
         score_judgments(
             settings.benchmark, stream, unparsed_score=settings.unparsed_score, intervals_seed=settings.seed
@@ -107,4 +121,12 @@ def rescore(run_dir: str | Path, *, unparsed_score: float | None = None) -> dict
         return score_run(run_dir, reparse_mode=True, check_duplicates=True, unparsed_score=unparsed_score)
 
 
-__all__ = ["reparse", "rescore", "score_run", "score_stream", "with_bookkeeping", "write_scores"]
+__all__ = [
+    "reparse",
+    "rescore",
+    "score_run",
+    "score_stream",
+    "strict_view",
+    "with_bookkeeping",
+    "write_scores",
+]

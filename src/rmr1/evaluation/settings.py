@@ -28,6 +28,7 @@ RESULT_KEYS = (
     "parse_mode",
     "max_new_tokens",
     "shard",
+    "verdict",
 )
 
 
@@ -89,6 +90,8 @@ class RunSettings:
     # The model id the server reported serving (openai backend), None for local backends; older run.json
     # files lack it. Compared on resume apart from RESULT_KEYS, see check_resumable.
     served_model: str | None = None
+    verdict: str = "generate"  # generate | logprob | forced (rmr1.probability); older runs: generate
+    score_forced: bool = False  # scores count forced verdicts (else they score as unparsed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

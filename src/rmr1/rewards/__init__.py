@@ -8,6 +8,10 @@ asks an ``rmr1 serve`` server (``POST /v1/score``). Methods:
 - ``round_robin``: 2 * win rate - 1 inside the group (a draw is half a win; see ``rmr1.tournament``);
 - ``knockout``: 2 * (share of rounds got through) - 1, with n-1 comparisons instead of n(n-1)/2;
 - ``reference``: each completion against the group's reference: +1 win, -1 loss, 0 draw;
+- ``bradley_terry_prob``: round robin, then Bradley-Terry fitted on P(i beats j) from the verdict
+  probabilities (both orders averaged; the votes where no probability was read), the reward being the
+  expected win rate in the group, 2 * rate - 1 (see ``rmr1.rewards.probabilistic``). Judge with
+  ``verdict="logprob"`` or ``"forced"`` to get the probabilities.
 - ``rating`` (a pointwise judge, ``--mode pointwise``): each completion's own 1-10 rating mapped onto [-1, 1]
   (an unrated one 0, counted in ``unparsed``). A pointwise judge under the other methods decides each
   comparison by the two ratings, rating every completion once.

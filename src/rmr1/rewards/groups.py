@@ -15,7 +15,7 @@ from rmr1.judge import Judge
 from rmr1.tournament import Match, TournamentResult, judge_matches, reference_reward, run_tournaments
 from rmr1.types import CandidateSet, Message, PreferencePair, as_messages
 
-METHODS = ("round_robin", "knockout", "reference", "rating")
+METHODS = ("round_robin", "knockout", "reference", "rating", "bradley_terry_prob")
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,25 @@ def _reference_scores(judge: Judge, groups: Sequence[Group]) -> list[GroupScore]
     ]
 
 
+def _bt_prob_score(group: Group, live: list[int], result: TournamentResult | None) -> GroupScore:
+    """Bradley-Terry on P(i beats j) over the round robin (rmr1.rewards.probabilistic); an empty response
+    loses to every non-empty one for sure and draws with the other empty ones."""
+    from rmr1.rewards.probabilistic import bradley_terry_probabilities, expected_win_rewards, outcomes_of
+
+    n = len(group.responses)
+    if n == 1:
+        return GroupScore((0.0,), (0,), (0,), (0,))
+    matches = result.matches if result is not None else ()
+    outcomes = [(live[i], live[j], p) for i, j, p in outcomes_of(matches)]
+    empty = [k for k in range(n) if k not in live]
+    outcomes += [(k, e, 1.0) for k in live for e in empty]
+    outcomes += [(a, b, 0.5) for x, a in enumerate(empty) for b in empty[x + 1 :]]
+    rewards = expected_win_rewards(bradley_terry_probabilities(n, outcomes))
+    comparisons, draws, unparsed = _tally(n, matches, live)
+    calls = result.calls if result is not None else 0
+    return GroupScore(tuple(rewards), tuple(comparisons), tuple(draws), tuple(unparsed), calls)
+
+
 def score_groups(judge: Judge, groups: Sequence[Group], method: str = "round_robin") -> list[GroupScore]:
     """Score every group; the comparisons of all groups share backend calls (one per tournament round)."""
     if method not in METHODS:
@@ -129,13 +148,16 @@ def score_groups(judge: Judge, groups: Sequence[Group], method: str = "round_rob
         return _reference_scores(judge, groups)
     if method == "rating":  # a pointwise judge: each completion's own normalised rating
         return pointwise.rating_rewards(judge, groups, [_item_id(i, g) for i, g in enumerate(groups)])
+    tournament = "round_robin" if method == "bradley_terry_prob" else method
     live = [[k for k, r in enumerate(g.responses) if _live(r)] for g in groups]
     runnable = [i for i, idx in enumerate(live) if len(idx) >= 2]
     sets = [
         CandidateSet(_item_id(i, groups[i]), groups[i].prompt, tuple(groups[i].responses[k] for k in live[i]))
         for i in runnable
     ]
-    results = dict(zip(runnable, run_tournaments(judge, sets, method=method), strict=True))
+    results = dict(zip(runnable, run_tournaments(judge, sets, method=tournament), strict=True))
+    if method == "bradley_terry_prob":
+        return [_bt_prob_score(g, live[i], results.get(i)) for i, g in enumerate(groups)]
     return [_tournament_score(g, live[i], results.get(i)) for i, g in enumerate(groups)]
 
 

@@ -205,6 +205,8 @@ def judgment_out(j: Judgment, parse_mode: str) -> s.JudgmentOut:
         prompt_tokens=j.prompt_tokens,
         completion_tokens=j.completion_tokens,
         latency_s=j.latency_s,
+        p_a=j.p_a,
+        forced=j.forced,
     )
 
 
@@ -215,6 +217,7 @@ def _judge_response(judgments: list[Judgment], judge: Judge, model: str) -> s.Ju
         verdict=None if winner is None else "AB"[winner],  # type: ignore[arg-type]
         winner=winner,
         confidence=v.confidence,
+        probability=v.probability,
         parse_status="parsed" if winner is not None else "unparsed",
         votes=v.votes,
         unparsed=v.unparsed,

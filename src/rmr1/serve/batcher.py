@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from rmr1.backends import Backend
 from rmr1.errors import Rmr1Error
@@ -136,6 +137,7 @@ class MicroBatcher:
         self._cond = threading.Condition()
         self._closed = False
         self._local = threading.local()
+        self._read_lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="rmr1-batcher", daemon=True)
         self._thread.start()
 
@@ -229,6 +231,19 @@ class MicroBatcher:
         if ticket.admitted == 0 and ticket.waited_for_room:
             return Overloaded("the model's queue stayed full for the whole request deadline")
         return DeadlineExceeded("the request reached its deadline (timeout) before the model answered")
+
+    @property
+    def supports_logprobs(self) -> bool:
+        from rmr1.probability import supports_logprobs
+
+        return supports_logprobs(self.backend)
+
+    def read_verdicts(self, reads: Sequence[Any]) -> list[float | None]:
+        """Verdict reads go straight to the backend: they are few (one per forced or read verdict) and
+        short (one forward pass), so they are not merged across requests."""
+        with self._read_lock:
+            result: list[float | None] = self.backend.read_verdicts(reads)  # type: ignore[attr-defined]
+        return result
 
     @contextlib.contextmanager
     def watch(self, ticket: Ticket) -> Iterator[Ticket]:

@@ -32,6 +32,9 @@ class JudgeOptions(BaseModel):
     max_new_tokens: int | None = Field(default=None, ge=1, description="capped by the server's own limit")
     parse_mode: Literal["strict", "paper"] | None = None
     template: str | None = Field(default=None, description="a built-in template name")
+    verdict: Literal["generate", "logprob", "forced"] | None = Field(
+        default=None, description="generate; logprob: also read P(A); forced: also force a missing verdict"
+    )
 
 
 def _one_prompt(prompt: str | None, messages: list[ChatTurn] | None) -> None:
@@ -100,7 +103,7 @@ class ScoreGroup(BaseModel):
 class ScoreRequest(BaseModel):
     model_config = _STRICT
     groups: list[ScoreGroup] = Field(min_length=1)
-    method: Literal["round_robin", "knockout", "reference"] = "round_robin"
+    method: Literal["round_robin", "knockout", "reference", "bradley_terry_prob"] = "round_robin"
     options: JudgeOptions = Field(default_factory=lambda: JudgeOptions())
 
 
@@ -157,6 +160,8 @@ class JudgmentOut(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     latency_s: float
+    p_a: float | None = Field(default=None, description="P(A) at the verdict slot, when read")
+    forced: bool = Field(default=False, description="the verdict was read after a forced verdict prefix")
 
 
 class JudgeResponse(BaseModel):
@@ -165,6 +170,9 @@ class JudgeResponse(BaseModel):
     )
     winner: int | None
     confidence: float
+    probability: float | None = Field(
+        default=None, description="mean P(responses[0] is better) over the samples that read P(A)"
+    )
     parse_status: Literal["parsed", "unparsed"] = Field(description="whether the vote named a winner")
     votes: int
     unparsed: int

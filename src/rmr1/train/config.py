@@ -85,7 +85,9 @@ class GRPORecipe:
     dataset_split: str = "train"
     limit: int | None = None
     template: str = "cor"  # judge template for preference-pair datasets: cor, reasoning, ... or a YAML file
-    reward: str = "rm_r1"  # rm_r1 (the paper's last-80-characters rule) or strict (the strict parser)
+    # rm_r1 (the paper's last-80-characters rule), strict (the strict parser) or consistent (J1-style: +1 only
+    # when right in both orders of the pair, rmr1.train.consistency; the data then holds both orders)
+    reward: str = "rm_r1"
     num_generations: int = 7  # group size n
     rollout_batch_prompts: int = 1024  # prompts per generation round
     mini_batch_prompts: int = 128  # prompts per optimizer step
@@ -287,8 +289,15 @@ def check_recipe(recipe: SFTRecipe | GRPORecipe) -> None:
     if not recipe.dataset:
         raise ConfigError("config key 'dataset' is required (a file, folder or hub id)")
     if isinstance(recipe, GRPORecipe):
-        if recipe.reward not in ("rm_r1", "strict"):
-            raise ConfigError(f"config key 'reward': choose rm_r1 or strict, got {recipe.reward!r}")
+        if recipe.reward not in ("rm_r1", "strict", "consistent"):
+            raise ConfigError(
+                f"config key 'reward': choose rm_r1, strict or consistent, got {recipe.reward!r}"
+            )
+        if recipe.reward == "consistent" and recipe.rollout_batch_prompts % 2:
+            raise ConfigError(
+                "config key 'rollout_batch_prompts': reward=consistent needs an even number "
+                "(both orders of each pair in one rollout)"
+            )
         if recipe.num_generations < 2:
             raise ConfigError("config key 'num_generations': GRPO needs at least 2 completions per prompt")
 

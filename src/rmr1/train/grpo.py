@@ -24,6 +24,7 @@ from typing import Any
 from rmr1.errors import ConfigError, require
 from rmr1.prompts import get_template
 from rmr1.train.config import GRPORecipe, world_size
+from rmr1.train.consistency import consistency_rewards, paired_layout
 from rmr1.train.mixes import judge_prompts
 from rmr1.train.runtime import (
     CurveLogger,
@@ -38,7 +39,12 @@ from rmr1.train.runtime import (
 from rmr1.train.sft import TrainResult, train_and_save
 from rmr1.verdicts import parse_verdict, rm_r1_reward, strict_reward
 
-REWARDS: dict[str, Callable[..., float]] = {"rm_r1": rm_r1_reward, "strict": strict_reward}
+# "consistent": each rollout is judged by the paper's rule, then paired across orders (rmr1.train.consistency).
+REWARDS: dict[str, Callable[..., float]] = {
+    "rm_r1": rm_r1_reward,
+    "strict": strict_reward,
+    "consistent": rm_r1_reward,
+}
 
 
 class JudgeReward:
@@ -46,7 +52,7 @@ class JudgeReward:
 
     def __init__(self, tokenizer: Any, kind: str = "rm_r1", stop_ids: Sequence[int] | None = None) -> None:
         if kind not in REWARDS:
-            raise ConfigError(f"unknown reward {kind!r}; choose rm_r1 or strict")
+            raise ConfigError(f"unknown reward {kind!r}; choose {', '.join(REWARDS)}")
         self.tokenizer = tokenizer
         self.kind = kind
         self.__name__ = f"{kind}_reward"
@@ -75,6 +81,8 @@ class JudgeReward:
         rewards: list[float | None] = [
             self.score(ids, w) for ids, w in zip(completion_ids, winner, strict=True)
         ]
+        if self.kind == "consistent":
+            rewards = self._consistent(rewards, _.get("pair_id"), _.get("order"), log_metric)
         if log_metric is not None and rewards:
             texts = [self.tokenizer.decode(list(ids), skip_special_tokens=True) for ids in completion_ids]
             labels = [parse_verdict(t).label for t in texts]
@@ -83,6 +91,20 @@ class JudgeReward:
             log_metric("judge/parsed", sum(lab is not None for lab in labels) / len(labels))
             log_metric("judge/truncated", sum(self.truncated(ids) for ids in completion_ids) / len(rewards))
         return rewards
+
+    @staticmethod
+    def _consistent(
+        rewards: Sequence[float | None],
+        pair_ids: Sequence[str] | None,
+        orders: Sequence[str] | None,
+        log_metric: Callable[[str, float], None] | None,
+    ) -> list[float | None]:
+        if pair_ids is None or orders is None:
+            raise ConfigError("reward=consistent needs the dataset's pair_id and order columns")
+        paired, unpaired = consistency_rewards([r is not None and r > 0 for r in rewards], pair_ids, orders)
+        if log_metric is not None and paired:
+            log_metric("judge/unpaired", unpaired / len(paired))
+        return list(paired)
 
 
 def split_rollout(recipe: GRPORecipe, world: int) -> tuple[int, int, int, list[str]]:
@@ -128,7 +150,9 @@ def grpo_args(recipe: GRPORecipe, world: int | None = None) -> tuple[dict[str, A
         top_p=recipe.top_p,
         max_completion_length=recipe.max_completion_length,
         use_vllm=recipe.use_vllm,
-        shuffle_dataset=True,
+        # The consistency reward needs both orders of a pair in one batch: the dataset is laid out pair by
+        # pair and shuffled by pair already (rmr1.train.consistency), so TRL must keep that order.
+        shuffle_dataset=recipe.reward != "consistent",
     )
     if recipe.use_vllm:
         args.update(
@@ -166,11 +190,22 @@ def grpo_dataset(recipe: GRPORecipe, tokenizer: Any) -> tuple[Any, int]:
 
     path = recipe.template
     template = get_template(file=path) if path.endswith((".yaml", ".yml")) else get_template(path)
-    records = judge_prompts(recipe.dataset, split=recipe.dataset_split, template=template, limit=recipe.limit)
+    consistent = recipe.reward == "consistent"
+    records = judge_prompts(
+        recipe.dataset,
+        split=recipe.dataset_split,
+        template=template,
+        limit=recipe.limit,
+        both_orders=consistent,
+    )
     kept, dropped = drop_long_prompts(records, tokenizer, recipe.max_prompt_length)
+    columns = ("prompt", "winner", "pair_id", "order") if consistent else ("prompt", "winner")
+    if consistent:
+        kept = paired_layout(kept, recipe.seed)  # a pair that lost one order to the length limit goes too
+        dropped = len(records) - len(kept)
     if not kept:
         raise ConfigError(f"every prompt is longer than max_prompt_length={recipe.max_prompt_length} tokens")
-    return Dataset.from_list([{"prompt": r["prompt"], "winner": r["winner"]} for r in kept]), dropped
+    return Dataset.from_list([{c: r[c] for c in columns} for r in kept]), dropped
 
 
 def _eos_ids(model_path: str) -> list[int]:

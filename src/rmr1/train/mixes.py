@@ -169,9 +169,10 @@ def order_for(index: int) -> str:
 
 
 def judge_record(
-    pair: PreferencePair, index: int, template: JudgeTemplate, source: str = ""
+    pair: PreferencePair, index: int, template: JudgeTemplate, source: str = "", order: str | None = None
 ) -> dict[str, Any]:
-    order = order_for(index)
+    """One judge prompt; ``order`` (AB/BA) overrides the paper's position rule for ``index``."""
+    order = order or order_for(index)
     a, b = (pair.chosen, pair.rejected) if order == "AB" else (pair.rejected, pair.chosen)
     messages, _ = template.render(pair.context, a, b)
     return {
@@ -184,9 +185,17 @@ def judge_record(
 
 
 def build_judge_dataset(
-    pairs: Iterable[PreferencePair], template: JudgeTemplate | str | None = None, *, start: int = 0
+    pairs: Iterable[PreferencePair],
+    template: JudgeTemplate | str | None = None,
+    *,
+    start: int = 0,
+    both_orders: bool = False,
 ) -> list[dict[str, Any]]:
-    """Judge records for ``pairs``, positions by one counter starting at ``start``; ids made unique."""
+    """Judge records for ``pairs``, positions by one counter starting at ``start``; ids made unique.
+
+    ``both_orders``: two records per pair, the preferred response shown as A and as B, with ``order`` and a
+    shared ``pair_id`` (the data of the consistency reward, rmr1.train.consistency); ids get ``#AB``/``#BA``.
+    """
     tmpl = template if isinstance(template, JudgeTemplate) else get_template(template)
     records, seen = [], set()
     for k, pair in enumerate(pairs):
@@ -194,7 +203,12 @@ def build_judge_dataset(
         if record["id"] in seen:
             record["id"] = f"{record['id']}#{start + k}"
         seen.add(record["id"])
-        records.append(record)
+        if not both_orders:
+            records.append(record)
+            continue
+        for order in ("AB", "BA"):
+            twin = judge_record(pair, start + k, tmpl, order=order)
+            records.append({**twin, "id": f"{record['id']}#{order}", "pair_id": record["id"], "order": order})
     return records
 
 
@@ -228,9 +242,15 @@ def is_judge_dataset(columns: Sequence[str]) -> bool:
 
 
 def judge_prompts(
-    spec: str, *, split: str = "train", template: JudgeTemplate | str | None = "cor", limit: int | None = None
+    spec: str,
+    *,
+    split: str = "train",
+    template: JudgeTemplate | str | None = "cor",
+    limit: int | None = None,
+    both_orders: bool = False,
 ) -> list[dict[str, Any]]:
-    """Judge records from a file or hub dataset of judge prompts, or of preference pairs to convert."""
+    """Judge records from a file or hub dataset of judge prompts, or of preference pairs to convert
+    (``both_orders``: each pair in both orders, see build_judge_dataset)."""
     rows = load_rows(spec, split)
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
@@ -248,7 +268,7 @@ def judge_prompts(
             out.append(dict(row))
         return out
     if "chosen" in rows.column_names:
-        return build_judge_dataset(preference_pairs(rows, spec), template)
+        return build_judge_dataset(preference_pairs(rows, spec), template, both_orders=both_orders)
     raise InputError(
         "expected columns prompt + winner (judge prompts) or chosen/rejected (preference pairs)",
         source=spec,
