@@ -25,95 +25,21 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from rmr1.backends import Backend
 from rmr1.errors import Rmr1Error
+from rmr1.serve.tickets import (
+    BatcherStats,
+    Cancelled,
+    Chunk,
+    Closed,
+    DeadlineExceeded,
+    Overloaded,
+    Submission,
+    Ticket,
+)
 from rmr1.types import Completion, GenerationRequest
-
-
-class Overloaded(Rmr1Error):
-    """The queue stayed full for the caller's whole deadline: none of its requests got in."""
-
-
-class DeadlineExceeded(Rmr1Error):
-    """A request's deadline passed before its answer was ready."""
-
-
-class Cancelled(Rmr1Error):
-    """The caller gave up (its HTTP client went away); its remaining work was dropped."""
-
-
-class Closed(Rmr1Error):
-    """The batcher is shutting down and takes no new work."""
-
-
-@dataclass
-class Ticket:
-    """One caller's claim on the batcher, shared by all its ``generate`` calls (one per tournament round)."""
-
-    deadline: float | None = None  # time.monotonic() past which nobody waits for the answer
-    cancelled: bool = False  # set through MicroBatcher.cancel
-    started: bool = False  # a generate call under this ticket has begun
-    admitted: int = 0  # requests of this caller that entered the queue
-    waited_for_room: bool = False  # some chunk found the queue full and had to wait
-
-    @classmethod
-    def within(cls, seconds: float) -> Ticket:
-        return cls(deadline=time.monotonic() + seconds)
-
-    def remaining(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.monotonic()
-
-    @property
-    def given_up(self) -> bool:
-        left = self.remaining()
-        return self.cancelled or (left is not None and left <= 0)
-
-    @property
-    def saturated(self) -> bool:
-        """Whether a give-up is the server's fullness (503) rather than slowness (504)."""
-        return not self.started or (self.admitted == 0 and self.waited_for_room)
-
-
-@dataclass(eq=False)
-class _Submission:
-    requests: list[GenerationRequest]
-    ticket: Ticket
-    results: list[Completion | None] = field(default_factory=list)
-    next: int = 0  # first request not yet queued
-    queued: int = 0  # requests waiting in the queue
-    unanswered: int = 0
-    error: BaseException | None = None
-    waiting: bool = False  # in the line for queue room
-
-    @property
-    def finished(self) -> bool:
-        return self.error is not None or self.unanswered == 0
-
-
-@dataclass
-class _Chunk:
-    sub: _Submission
-    start: int
-    end: int
-    arrived: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class BatcherStats:
-    batches: int = 0  # backend calls that succeeded
-    requests: int = 0  # requests answered
-    submissions: int = 0  # generate calls answered
-    largest_batch: int = 0
-    expired: int = 0  # submissions dropped because their deadline passed
-    cancelled: int = 0  # submissions dropped because their caller gave up
-    not_started: int = 0  # work skipped because its caller gave up before it began
-    dropped_requests: int = 0  # requests never run because of the three above
-    failed_batches: int = 0  # backend calls that raised
-    rerun_alone: int = 0  # submissions re-run on their own after a merged call raised
-    busy_s: float = 0.0
 
 
 class MicroBatcher:
@@ -129,10 +55,10 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.stats = BatcherStats()
-        self._queue: deque[_Chunk] = deque()
-        self._line: deque[_Submission] = deque()  # submissions waiting for queue room, in arrival order
+        self._queue: deque[Chunk] = deque()
+        self._line: deque[Submission] = deque()  # submissions waiting for queue room, in arrival order
         self._queued = 0  # requests waiting
-        self._subs: set[_Submission] = set()  # generate calls not yet returned
+        self._subs: set[Submission] = set()  # generate calls not yet returned
         self._drain = True
         self._cond = threading.Condition()
         self._closed = False
@@ -146,7 +72,7 @@ class MicroBatcher:
         if not requests:
             return []
         ticket: Ticket = getattr(self._local, "ticket", None) or Ticket()
-        sub = _Submission(list(requests), ticket, [None] * len(requests), unanswered=len(requests))
+        sub = Submission(list(requests), ticket, [None] * len(requests), unanswered=len(requests))
         with self._cond:
             if self._closed:
                 raise Closed("the server is shutting down")
@@ -165,7 +91,7 @@ class MicroBatcher:
             raise sub.error
         return [c for c in sub.results if c is not None]
 
-    def _feed_until_answered(self, sub: _Submission) -> None:
+    def _feed_until_answered(self, sub: Submission) -> None:
         """Queue ``sub`` chunk by chunk as room frees up; return once answered, failed or given up."""
         ticket = sub.ticket
         while not sub.finished:
@@ -180,7 +106,7 @@ class MicroBatcher:
                 return
             self._cond.wait(ticket.remaining())
 
-    def _admit(self, sub: _Submission) -> bool:
+    def _admit(self, sub: Submission) -> bool:
         """Queue the next chunk of ``sub`` if less than a chunk of it waits and its turn for room has come.
 
         Up to two chunks of one caller may wait, so the worker can fill a batch after splitting a chunk.
@@ -199,7 +125,7 @@ class MicroBatcher:
         if sub.waiting:
             self._line.popleft()
             sub.waiting = False
-        self._queue.append(_Chunk(sub, sub.next, sub.next + size))
+        self._queue.append(Chunk(sub, sub.next, sub.next + size))
         sub.next += size
         sub.queued += size
         sub.ticket.admitted += size
@@ -207,17 +133,10 @@ class MicroBatcher:
         self._cond.notify_all()
         return True
 
-    def _drop(self, sub: _Submission, *, expired: bool) -> None:
-        """Forget every queued or unqueued request of ``sub`` (under the lock)."""
-        kept = deque(c for c in self._queue if c.sub is not sub)
-        self._queued -= sub.queued
-        self._queue = kept
-        if sub.waiting:
-            self._line.remove(sub)
-            sub.waiting = False
+    def _drop(self, sub: Submission, *, expired: bool) -> None:
+        """Forget every queued or unqueued request of a given-up ``sub`` and count it (under the lock)."""
         self.stats.dropped_requests += sub.queued + len(sub.requests) - sub.next
-        sub.queued = 0
-        sub.next = len(sub.requests)
+        self._drop_rest(sub)
         if expired:
             self.stats.expired += 1
         else:
@@ -279,7 +198,7 @@ class MicroBatcher:
             if batch:
                 self._run(batch)
 
-    def _next_batch(self) -> list[_Chunk] | None:
+    def _next_batch(self) -> list[Chunk] | None:
         """Wait for work, then for the window to fill; None once closed and drained."""
         with self._cond:
             while not self._queue:
@@ -293,15 +212,15 @@ class MicroBatcher:
                 self._cond.wait(remaining)
             return self._take()
 
-    def _take(self) -> list[_Chunk]:
+    def _take(self) -> list[Chunk]:
         """Up to ``max_batch`` queued requests in arrival order, splitting the last chunk if need be."""
-        taken: list[_Chunk] = []
+        taken: list[Chunk] = []
         size = 0
         while self._queue and size < self.max_batch:
             chunk = self._queue[0]
             room = self.max_batch - size
             if chunk.end - chunk.start > room:
-                part = _Chunk(chunk.sub, chunk.start, chunk.start + room, chunk.arrived)
+                part = Chunk(chunk.sub, chunk.start, chunk.start + room, chunk.arrived)
                 chunk.start += room
             else:
                 part = self._queue.popleft()
@@ -316,7 +235,7 @@ class MicroBatcher:
         self._cond.notify_all()  # callers whose chunk was taken may queue their next one
         return taken
 
-    def _call(self, chunks: Sequence[_Chunk]) -> list[Completion]:
+    def _call(self, chunks: Sequence[Chunk]) -> list[Completion]:
         requests = [r for c in chunks for r in c.sub.requests[c.start : c.end]]
         started = time.perf_counter()
         try:
@@ -329,7 +248,7 @@ class MicroBatcher:
             )
         return completions
 
-    def _run(self, batch: list[_Chunk]) -> None:
+    def _run(self, batch: list[Chunk]) -> None:
         try:
             completions = self._call(batch)
         except Exception as exc:  # reported to the callers; the worker lives on
@@ -352,7 +271,7 @@ class MicroBatcher:
         self._finish(batch, completions, None)
 
     def _finish(
-        self, chunks: Sequence[_Chunk], completions: list[Completion] | None, error: BaseException | None
+        self, chunks: Sequence[Chunk], completions: list[Completion] | None, error: BaseException | None
     ) -> None:
         with self._cond:
             at = 0
@@ -372,8 +291,8 @@ class MicroBatcher:
                     self.stats.submissions += 1
             self._cond.notify_all()
 
-    def _drop_rest(self, sub: _Submission) -> None:
-        """A failed submission's other chunks are not worth running (under the lock)."""
+    def _drop_rest(self, sub: Submission) -> None:
+        """Take ``sub``'s waiting chunks out of the queue and queue no more of it (under the lock)."""
         self._queue = deque(c for c in self._queue if c.sub is not sub)
         self._queued -= sub.queued
         sub.queued = 0
