@@ -20,7 +20,6 @@ per order and sample (x2 under the ``both`` protocol).
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,71 +27,22 @@ from rmr1 import pointwise
 from rmr1.errors import ConfigError
 from rmr1.judge import Judge, vote
 from rmr1.probability import probe_batch
+from rmr1.standings import (
+    SCORINGS,
+    Match,
+    TournamentResult,
+    bradley_terry,
+    check_scoring,
+    elo,
+    ranked,
+    reference_reward,
+    score_matches,
+    win_rates,
+    wins_of,
+)
 from rmr1.types import CandidateSet, Judgment, Message, PreferencePair
 
 METHODS = ("knockout", "round_robin", "rating")  # rating: a pointwise judge's 1-10 ratings (rmr1.pointwise)
-SCORINGS = ("win_rate", "bradley_terry", "elo", "bradley_terry_prob")
-ELO_K = 32.0
-ELO_START = 1000.0
-
-
-@dataclass(frozen=True)
-class Match:
-    """One comparison of candidates ``i`` and ``j`` (``i`` played the chosen role)."""
-
-    i: int
-    j: int
-    winner: int | None  # None: a draw (see the module doc)
-    judgments: tuple[Judgment, ...]
-    round: int = 0
-
-    @property
-    def unparsed(self) -> bool:
-        """No judgment of this comparison had a parsed verdict."""
-        return all(j.correct is None for j in self.judgments)
-
-    def points(self, k: int) -> float:
-        """What candidate ``k`` earned from this match: 1 win, 0 loss, 0.5 draw."""
-        if self.winner is None:
-            return 0.5
-        return 1.0 if self.winner == k else 0.0
-
-
-@dataclass(frozen=True)
-class TournamentResult:
-    """The outcome for one candidate set. Per-candidate tuples are indexed like ``CandidateSet.responses``."""
-
-    method: str
-    scoring: str
-    ranking: tuple[int, ...]  # candidate indices, best first
-    scores: tuple[
-        float, ...
-    ]  # by ``scoring``: win rate, Bradley-Terry log-strength, Elo rating, rounds share
-    rewards: tuple[float, ...]  # one scalar per candidate in [-1, 1]
-    wins: tuple[float, ...]  # draws count half
-    matches: tuple[Match, ...]
-    coin_flips: int = 0
-    rounds: int = 0  # knockout: rounds played (the champion got through all of them)
-
-    @property
-    def winner(self) -> int:
-        return self.ranking[0]
-
-    @property
-    def comparisons(self) -> int:
-        return len(self.matches)
-
-    @property
-    def calls(self) -> int:
-        return sum(len(m.judgments) for m in self.matches)
-
-    @property
-    def draws(self) -> int:
-        return sum(1 for m in self.matches if m.winner is None)
-
-    @property
-    def unparsed(self) -> int:
-        return sum(1 for m in self.matches if m.unparsed)
 
 
 # --- judging one round ------------------------------------------------------------------------------------
@@ -145,85 +95,6 @@ def _permutation(seed: int, item_id: str, n: int) -> list[int]:
     return sorted(range(n), key=key)
 
 
-# --- scores -----------------------------------------------------------------------------------------------
-
-
-def win_rates(n: int, matches: Sequence[Match]) -> list[float]:
-    wins, played = [0.0] * n, [0] * n
-    for m in matches:
-        for k in (m.i, m.j):
-            wins[k] += m.points(k)
-            played[k] += 1
-    return [w / p if p else 0.5 for w, p in zip(wins, played, strict=True)]
-
-
-def bradley_terry(
-    n: int, matches: Sequence[Match], *, prior: float = 0.5, iterations: int = 500
-) -> list[float]:
-    """Bradley-Terry log-strengths (mean 0) by Hunter's MM updates; draws count half a win each way.
-
-    Each candidate also plays ``prior`` wins and ``prior`` losses against a virtual opponent of strength 1, so
-    an unbeaten candidate keeps a finite strength and the scale is fixed.
-    """
-    w = [[0.0] * n for _ in range(n)]
-    for m in matches:
-        w[m.i][m.j] += m.points(m.i)
-        w[m.j][m.i] += m.points(m.j)
-    p = [1.0] * n
-    for _ in range(iterations):
-        new = []
-        for i in range(n):
-            num = sum(w[i]) + prior
-            den = sum((w[i][j] + w[j][i]) / (p[i] + p[j]) for j in range(n) if j != i) + 2 * prior / (
-                p[i] + 1
-            )
-            new.append(num / den)
-        done = max(abs(a - b) for a, b in zip(new, p, strict=True)) < 1e-10
-        p = new
-        if done:
-            break
-    logs = [math.log(x) for x in p]
-    mean = sum(logs) / n
-    return [x - mean for x in logs]
-
-
-def elo(n: int, matches: Sequence[Match], *, k: float = ELO_K, start: float = ELO_START) -> list[float]:
-    """Elo ratings after one pass over the matches in the order they were judged (Elo is order-dependent)."""
-    r = [start] * n
-    for m in matches:
-        expected = 1.0 / (1.0 + 10 ** ((r[m.j] - r[m.i]) / 400.0))
-        delta = k * (m.points(m.i) - expected)
-        r[m.i] += delta
-        r[m.j] -= delta
-    return r
-
-
-def _scores(scoring: str, n: int, matches: Sequence[Match]) -> list[float]:
-    if scoring == "win_rate":
-        return win_rates(n, matches)
-    if scoring == "bradley_terry":
-        return bradley_terry(n, matches)
-    if scoring == "elo":
-        return elo(n, matches)
-    if scoring == "bradley_terry_prob":  # on P(i beats j) where read, else on the votes
-        from rmr1.rewards.probabilistic import bradley_terry_probabilities, outcomes_of
-
-        return bradley_terry_probabilities(n, outcomes_of(matches))
-    raise ConfigError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
-
-
-def _wins(n: int, matches: Sequence[Match]) -> tuple[float, ...]:
-    wins = [0.0] * n
-    for m in matches:
-        wins[m.i] += m.points(m.i)
-        wins[m.j] += m.points(m.j)
-    return tuple(wins)
-
-
-def _ranked(scores: Sequence[float]) -> tuple[int, ...]:
-    return tuple(sorted(range(len(scores)), key=lambda k: (-scores[k], k)))
-
-
 # --- tournaments ------------------------------------------------------------------------------------------
 
 
@@ -235,7 +106,7 @@ def round_robin(
     ``rewards`` are 2 * win rate - 1 whatever the ``scoring``; ``ranking`` follows ``scores`` (ties: lower
     index first).
     """
-    _check_scoring(scoring)
+    check_scoring(scoring)
     index = [
         (s, i, j)
         for s, cset in enumerate(sets)
@@ -249,16 +120,16 @@ def round_robin(
     results = []
     for cset, matches in zip(sets, per_set, strict=True):
         n = len(cset.responses)
-        scores = _scores(scoring, n, matches)
+        scores = score_matches(scoring, n, matches)
         rewards = tuple(2.0 * r - 1.0 for r in win_rates(n, matches))
         results.append(
             TournamentResult(
                 "round_robin",
                 scoring,
-                _ranked(scores),
+                ranked(scores),
                 tuple(scores),
                 rewards,
-                _wins(n, matches),
+                wins_of(n, matches),
                 tuple(matches),
             )
         )
@@ -339,7 +210,7 @@ def _knockout_result(b: _Bracket) -> TournamentResult:
         ranking,
         scores,
         rewards,
-        _wins(n, b.matches),
+        wins_of(n, b.matches),
         tuple(b.matches),
         b.coin_flips,
         rounds,
@@ -382,18 +253,6 @@ def against_reference(
 def judge_matches(judge: Judge, pairs: Sequence[PreferencePair]) -> list[Match]:
     """Judge pairs with one backend call: one Match per pair, candidate 0 = ``chosen``, 1 = ``rejected``."""
     return [_match(0, 1, js, 0) for js in judge_round(judge, pairs)]
-
-
-def reference_reward(match: Match) -> float:
-    """+1 when the response beat the reference, -1 when it lost, 0 for a draw."""
-    if match.winner is None:
-        return 0.0
-    return 1.0 if match.winner == match.i else -1.0
-
-
-def _check_scoring(scoring: str) -> None:
-    if scoring not in SCORINGS:
-        raise ConfigError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
 
 
 __all__ = [

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from rmr1.tournament import Match
+from rmr1.standings import Match, centred_logs
 
 EPS = 1e-3  # probabilities are clamped to [EPS, 1 - EPS] before the fit
 _TOLERANCE = 1e-12
@@ -57,9 +57,7 @@ def bradley_terry_probabilities(n: int, outcomes: Sequence[Outcome]) -> list[flo
         strength = new
         if done:
             break
-    logs = [math.log(x) for x in strength]
-    mean = sum(logs) / n
-    return [x - mean for x in logs]
+    return centred_logs(strength)
 
 
 def expected_win_rewards(scores: Sequence[float]) -> list[float]:
