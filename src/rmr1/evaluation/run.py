@@ -29,6 +29,7 @@ from rmr1.types import Judgment, PreferencePair
 
 if TYPE_CHECKING:
     from rmr1.evaluation.ray_pool import RayConfig
+    from rmr1.judge_options import JudgeOptions
 
 Advance = Callable[[int, Judgment | None], None]
 # An executor turns planned calls into judgments: it pulls calls from the iterator as it needs them and yields
@@ -307,6 +308,34 @@ def default_protocol(benchmark: str, protocol: str | None) -> str:
     return "both" if benchmark == "judgebench" else "single"
 
 
+def _eval_config(benchmark: str | Benchmark, out: str | Path, own: dict[str, Any]) -> EvalConfig:
+    """The run's own settings; a loaded benchmark names itself and its source."""
+    if isinstance(own.get("shard"), str):
+        own["shard"] = Shard.parse(own["shard"])
+    if isinstance(benchmark, Benchmark):
+        own.setdefault("data", benchmark.source)
+    name = benchmark.name if isinstance(benchmark, Benchmark) else benchmark
+    return EvalConfig(benchmark=name, out=Path(out), **own)
+
+
+def _judge_options(
+    judge: Any, judge_settings: dict[str, Any], benchmark: str, cache: Any
+) -> JudgeOptions | None:
+    """The judge as ``JudgeOptions`` with the benchmark's default protocol and the cache; None for a built
+    ``Judge`` (it is used as given)."""
+    from rmr1.judge_options import JudgeOptions
+
+    if isinstance(judge, JudgeOptions):
+        opts = judge
+    elif judge is None:
+        opts = JudgeOptions(**judge_settings)
+    else:
+        return None
+    return dataclasses.replace(
+        opts, protocol=default_protocol(benchmark, opts.protocol), cache=cache or opts.cache
+    )
+
+
 def evaluate(
     benchmark: str | Benchmark,
     out: str | Path,
@@ -327,29 +356,13 @@ def evaluate(
     ``ray``: judge on Ray worker actors, each building its own replica from the judge settings (see
     rmr1.evaluation.ray_pool); this process plans the calls and alone writes the run directory.
     """
-    from rmr1.judge_options import JudgeOptions
-
     cache = settings.pop("cache", None)
     own, judge_settings = _split_settings(settings)
     if judge is not None and judge_settings:
         raise TypeError(f"pass judge settings ({', '.join(judge_settings)}) or a judge, not both")
-    if isinstance(own.get("shard"), str):
-        own["shard"] = Shard.parse(own["shard"])
-    name = benchmark.name if isinstance(benchmark, Benchmark) else benchmark
-    if isinstance(benchmark, Benchmark):
-        own.setdefault("data", benchmark.source)
-    config = EvalConfig(benchmark=name, out=Path(out), **own)
-    opts = (
-        judge
-        if isinstance(judge, JudgeOptions)
-        else JudgeOptions(**judge_settings)
-        if judge is None
-        else None
-    )
-    if opts is not None:
-        opts = dataclasses.replace(
-            opts, protocol=default_protocol(name, opts.protocol), cache=cache or opts.cache
-        )
+    config = _eval_config(benchmark, out, own)
+    name = config.benchmark
+    opts = _judge_options(judge, judge_settings, name, cache)
     labels = JudgeLabels(opts.model_name(), opts.backend, opts.template_name()) if opts else None
     if opts is not None:
         opts.template_obj()  # a bad template fails before the model loads
