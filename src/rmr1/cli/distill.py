@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -51,11 +51,7 @@ def distill(
     parse_mode: Annotated[str, typer.Option(help="Verdict parsing: strict or paper.")] = "strict",
 ) -> None:
     """Teacher pass 1 with the judge template, pass 2 on the failures with a hint; keep verified traces."""
-    from rmr1.judge_options import JudgeOptions
-    from rmr1.prompts import get_template
     from rmr1.train.distill import ATTEMPTS, DistillConfig, read_attempts
-    from rmr1.train.distill import distill as run_distill
-    from rmr1.train.mixes import judge_prompts
 
     writable_dir(out)
     at_least(1, concurrency=concurrency, sample=sample, limit=limit)
@@ -66,31 +62,45 @@ def distill(
         parse_mode=parse_mode,
         second_pass=second_pass,
     )
+    items = _items(data, template, template_file, limit, sample, seed)
+    read_attempts(out / ATTEMPTS)  # a damaged log to resume from is refused before a teacher is built
+    server = {"base_url": [base_url] if base_url else None, "api_key": api_key, "concurrency": concurrency}
+    teacher = _backend(teacher_backend, teacher_model, batch_size=batch_size, **server)
+    repair = None
+    if repair_backend or repair_model:
+        name, model = repair_backend or teacher_backend, repair_model or teacher_model
+        repair = _backend(name, model, batch_size=batch_size, **server)
+    _run(teacher, repair, items, out, config)
+
+
+def _items(
+    data: str, template: str, template_file: Path | None, limit: int | None, sample: int | None, seed: int
+) -> list[Any]:
+    """The judge prompts to distil: the first ``limit``, then a seeded subset of ``sample`` of them."""
+    from rmr1.prompts import get_template
+    from rmr1.train.mixes import judge_prompts
+
     items = judge_prompts(data, template=get_template(template, template_file), limit=limit)
     if sample is not None and sample < len(items):
         import random
 
         picked = sorted(random.Random(seed).sample(range(len(items)), sample))
         items = [items[i] for i in picked]
+    return items
 
-    def backend(name: str, model: str | None):  # type: ignore[no-untyped-def]
-        opts = JudgeOptions(
-            model=model,
-            backend=name,
-            base_url=[base_url] if base_url else None,
-            api_key=api_key,
-            concurrency=concurrency,
-            batch_size=batch_size,
-        )
-        return opts.make_backend()
 
-    read_attempts(out / ATTEMPTS)  # a damaged log to resume from is refused before a teacher is built
-    teacher = backend(teacher_backend, teacher_model)
-    repair = None
-    if repair_backend or repair_model:
-        repair = backend(repair_backend or teacher_backend, repair_model or teacher_model)
-    console = Console(stderr=True)
-    with progress_bar(console, len(items), "distilling") as advance:
+def _backend(name: str, model: str | None, **server: Any) -> Any:
+    """A teacher backend from the shared judge options (server URL, key, concurrency, batch size)."""
+    from rmr1.judge_options import JudgeOptions
+
+    return JudgeOptions(model=model, backend=name, **server).make_backend()
+
+
+def _run(teacher: Any, repair: Any, items: list[Any], out: Path, config: Any) -> None:
+    """Both passes under a progress bar, then the counts."""
+    from rmr1.train.distill import distill as run_distill
+
+    with progress_bar(Console(stderr=True), len(items), "distilling") as advance:
         stats = run_distill(
             teacher, items, out, config, repair_teacher=repair, on_batch=lambda n: advance(n, None)
         )

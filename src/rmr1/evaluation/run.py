@@ -321,8 +321,7 @@ def _eval_config(benchmark: str | Benchmark, out: str | Path, own: dict[str, Any
 def _judge_options(
     judge: Any, judge_settings: dict[str, Any], benchmark: str, cache: Any
 ) -> JudgeOptions | None:
-    """The judge as ``JudgeOptions`` with the benchmark's default protocol and the cache; None for a built
-    ``Judge`` (it is used as given)."""
+    """The judge as ``JudgeOptions`` with the benchmark's protocol and the cache; None for a built ``Judge``."""
     from rmr1.judge_options import JudgeOptions
 
     if isinstance(judge, JudgeOptions):
@@ -361,8 +360,7 @@ def evaluate(
     if judge is not None and judge_settings:
         raise TypeError(f"pass judge settings ({', '.join(judge_settings)}) or a judge, not both")
     config = _eval_config(benchmark, out, own)
-    name = config.benchmark
-    opts = _judge_options(judge, judge_settings, name, cache)
+    opts = _judge_options(judge, judge_settings, config.benchmark, cache)
     labels = JudgeLabels(opts.model_name(), opts.backend, opts.template_name()) if opts else None
     if opts is not None:
         opts.template_obj()  # a bad template fails before the model loads
@@ -372,7 +370,7 @@ def evaluate(
     bench = (
         benchmark
         if isinstance(benchmark, Benchmark)
-        else load_benchmark(name, config.data, limit=config.limit)
+        else load_benchmark(config.benchmark, config.data, limit=config.limit)
     )
     if ray is not None:
         return _on_ray(config, opts, bench, labels, progress, ray)
