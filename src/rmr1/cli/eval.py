@@ -67,6 +67,24 @@ def _progress(label: str) -> Any:
 
 OPTIONAL_VALUES["--ray"] = "local"
 
+_SCALE = "Scale-out"  # the help panel of the Ray options
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        help="Judge on Ray workers: --ray alone starts (or joins $RAY_ADDRESS) a local cluster; "
+        "--ray auto or --ray HOST:PORT joins a running one. Put it after the benchmark name.",
+        rich_help_panel=_SCALE,
+    ),
+]
+RayWorkers = Annotated[
+    int, typer.Option(help="Ray worker actors, each with its own model replica.", rich_help_panel=_SCALE)
+]
+RayCpus = Annotated[float, typer.Option(help="Ray CPUs each worker reserves.", rich_help_panel=_SCALE)]
+RayGpus = Annotated[float, typer.Option(help="Ray GPUs each worker reserves.", rich_help_panel=_SCALE)]
+RayRestarts = Annotated[
+    int, typer.Option(help="Dead Ray workers replaced over the run.", rich_help_panel=_SCALE)
+]
+
 
 @app.command("eval")
 @judge_options
@@ -90,27 +108,11 @@ def eval_command(
         ),
     ] = 0.0,
     report: Annotated[bool, typer.Option(help="Write report.html at the end.")] = True,
-    ray: Annotated[
-        str | None,
-        typer.Option(
-            help="Judge on Ray workers: --ray alone starts (or joins $RAY_ADDRESS) a local cluster; "
-            "--ray auto or --ray HOST:PORT joins a running one. Put it after the benchmark name.",
-            rich_help_panel="Scale-out",
-        ),
-    ] = None,
-    ray_workers: Annotated[
-        int,
-        typer.Option(help="Ray worker actors, each with its own model replica.", rich_help_panel="Scale-out"),
-    ] = 2,
-    ray_cpus_per_worker: Annotated[
-        float, typer.Option(help="Ray CPUs each worker reserves.", rich_help_panel="Scale-out")
-    ] = 1.0,
-    ray_gpus_per_worker: Annotated[
-        float, typer.Option(help="Ray GPUs each worker reserves.", rich_help_panel="Scale-out")
-    ] = 0.0,
-    ray_restarts: Annotated[
-        int, typer.Option(help="Dead Ray workers replaced over the run.", rich_help_panel="Scale-out")
-    ] = 1,
+    ray: RayAddress = None,
+    ray_workers: RayWorkers = 2,
+    ray_cpus_per_worker: RayCpus = 1.0,
+    ray_gpus_per_worker: RayGpus = 0.0,
+    ray_restarts: RayRestarts = 1,
 ) -> None:
     """Evaluate a judge on a benchmark: run.json, judgments.jsonl, scores.json and report.html in --out."""
     from rmr1.evaluation import evaluate
@@ -122,18 +124,8 @@ def eval_command(
             "(the default without --protocol)",
             err=True,
         )
-    scale = None
-    if ray is not None:
-        from rmr1.evaluation.ray_pool import RayConfig
-
-        scale = RayConfig(
-            address=ray,
-            workers=ray_workers,
-            cpus_per_worker=ray_cpus_per_worker,
-            gpus_per_worker=ray_gpus_per_worker,
-            restarts=ray_restarts,
-        )
-    try:
+    scale = _ray_config(ray, ray_workers, ray_cpus_per_worker, ray_gpus_per_worker, ray_restarts)
+    with _resumable_on_interrupt(out):
         result = evaluate(
             benchmark,
             out,
@@ -146,12 +138,30 @@ def eval_command(
             unparsed_score=unparsed_score,
             report=report,
         )
+    print_scores(result.scores, result.run_dir)
+    if report:
+        typer.echo(f"report: {result.run_dir / 'report.html'}", err=True)
+
+
+def _ray_config(address: str | None, workers: int, cpus: float, gpus: float, restarts: int) -> Any:
+    """The Ray scale-out settings, or None to judge in this process."""
+    if address is None:
+        return None
+    from rmr1.evaluation.ray_pool import RayConfig
+
+    return RayConfig(
+        address=address, workers=workers, cpus_per_worker=cpus, gpus_per_worker=gpus, restarts=restarts
+    )
+
+
+@contextmanager
+def _resumable_on_interrupt(out: Path) -> Iterator[None]:
+    """Ctrl-C ends the run with exit code 130 and says how to resume it, without a traceback."""
+    try:
+        yield
     except KeyboardInterrupt:
         typer.echo(
             f"interrupted: the judgments so far are saved in {out}; run the same command again to resume",
             err=True,
         )
         raise typer.Exit(130) from None
-    print_scores(result.scores, result.run_dir)
-    if report:
-        typer.echo(f"report: {result.run_dir / 'report.html'}", err=True)
