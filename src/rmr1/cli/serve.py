@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,6 +15,9 @@ from rmr1.cli.checks import at_least, positive
 from rmr1.cli.options import judge_options
 from rmr1.errors import ConfigError, require
 from rmr1.judge_options import JudgeOptions
+
+if TYPE_CHECKING:
+    from rmr1.serve.app import ServeSettings
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:
@@ -66,25 +69,8 @@ def serve(
     """Serve the judge over HTTP: /v1/judge, /v1/rank, /v1/score, /get_reward, /v1/chat/completions."""
     require("fastapi", what="rmr1 serve", extra="serving")
     require("uvicorn", what="rmr1 serve", extra="serving")
-    import uvicorn
+    from rmr1.serve import ServeSettings
 
-    from rmr1.serve import ServeSettings, create_app
-
-    if not 0 < port < 65536:
-        raise ConfigError(f"port must be in 1..65535, got {port}")
-    # Sizes and time limits are checked here, before the model loads, so a typo is one line, not a server
-    # that starts and then fails every request.
-    at_least(1, max_batch=max_batch, max_concurrency=max_concurrency, max_body_bytes=max_body_bytes)
-    at_least(0, batch_window_ms=batch_window_ms)
-    positive(request_timeout=request_timeout)
-    from uvicorn.config import LOG_LEVELS
-
-    if log_level not in LOG_LEVELS:
-        raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
-    if not _loopback(host) and not token:
-        typer.echo(
-            f"warning: serving on {host} without --token: anyone who can reach it can use the judge", err=True
-        )
     settings = ServeSettings(
         host=host,
         port=port,
@@ -96,6 +82,40 @@ def serve(
         max_concurrency=max_concurrency,
         model_name=model_name or os.path.basename(opts.model_name().rstrip("/")),
     )
+    _check(settings, log_level)
+    _run(opts, settings, log_level)
+
+
+def _check(settings: ServeSettings, log_level: str) -> None:
+    """Sizes and time limits are checked before the model loads, so a typo is one line, not a server that
+    starts and then fails every request."""
+    from uvicorn.config import LOG_LEVELS
+
+    if not 0 < settings.port < 65536:
+        raise ConfigError(f"port must be in 1..65535, got {settings.port}")
+    at_least(
+        1,
+        max_batch=settings.max_batch,
+        max_concurrency=settings.max_concurrency,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    at_least(0, batch_window_ms=settings.batch_window_ms)
+    positive(request_timeout=settings.request_timeout)
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    if not _loopback(settings.host) and not settings.token:
+        typer.echo(
+            f"warning: serving on {settings.host} without --token: anyone who can reach it can use the judge",
+            err=True,
+        )
+
+
+def _run(opts: JudgeOptions, settings: ServeSettings, log_level: str) -> None:
+    """Build the judge, serve it until stopped, then release its backend."""
+    import uvicorn
+
+    from rmr1.serve import create_app
+
     judge = opts.build_judge()
     # uvicorn finishes in-flight requests on SIGTERM, then re-raises the signal; this handler turns that last
     # signal into a clean exit (code 0) so supervisors see a graceful stop as one.
@@ -103,11 +123,17 @@ def serve(
     try:
         server_app = create_app(judge, settings)
         typer.echo(
-            f"rmr1 serve: {settings.model_name} ({opts.backend}) on http://{host}:{port} "
-            f"(batch window {batch_window_ms:g} ms, max batch {max_batch}"
-            f"{', token required' if token else ''})",
+            f"rmr1 serve: {settings.model_name} ({opts.backend}) on http://{settings.host}:{settings.port} "
+            f"(batch window {settings.batch_window_ms:g} ms, max batch {settings.max_batch}"
+            f"{', token required' if settings.token else ''})",
             err=True,
         )
-        uvicorn.run(server_app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+        uvicorn.run(
+            server_app,
+            host=settings.host,
+            port=settings.port,
+            log_level=log_level,
+            timeout_graceful_shutdown=30,
+        )
     finally:
         close_backend(judge.backend)
