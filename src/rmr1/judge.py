@@ -19,6 +19,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rmr1 import pointwise
 from rmr1.backends import Backend
@@ -108,6 +109,21 @@ class Call:
     def key(self) -> tuple[str, int, str, int]:
         return (self.pair.item_id, self.pair.pair, self.order, self.sample)
 
+    def judgment(self, verdict: str | None, **fields: Any) -> Judgment:
+        """The Judgment answering this call: its pair, order and sample, ``verdict`` and whether it is correct;
+        ``fields`` give the rest (text, tokens, finish reason, ...)."""
+        return Judgment(
+            item_id=self.pair.item_id,
+            pair=self.pair.pair,
+            subset=self.pair.subset,
+            order=self.order,
+            sample=self.sample,
+            neutralised=self.neutralised,
+            verdict=verdict,
+            correct=is_correct(verdict, self.order),
+            **fields,
+        )
+
 
 def call_key(item_id: str, pair: int, order: str, sample: int) -> str:
     return f"{item_id}|{pair}|{order}|{sample}"
@@ -170,21 +186,14 @@ class Judge:
         probe = probe or Probe(completion.p_a)
         if probe.forced and probe.p_a is not None:
             label = forced_label(probe.p_a)
-        return Judgment(
-            item_id=call.pair.item_id,
-            pair=call.pair.pair,
-            subset=call.pair.subset,
-            order=call.order,
-            sample=call.sample,
-            verdict=label,
-            correct=is_correct(label, call.order),
+        return call.judgment(
+            label,
             finish_reason=completion.finish_reason,
             completion=text,
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
             latency_s=round(completion.latency_s, 4) if self.config.record_latency else 0.0,
             parse_error=reason,
-            neutralised=call.neutralised,
             p_a=probe.p_a,
             forced=probe.forced,
         )

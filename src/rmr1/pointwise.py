@@ -204,21 +204,14 @@ def to_judgment(judge: Judge, call: Call, a: Rating, b: Rating) -> Judgment:
     ca, cb = a.completion, b.completion
     finish = max(ca.finish_reason, cb.finish_reason, key=lambda f: _FINISH_RANK.get(f, 1))
     latency = round(ca.latency_s + cb.latency_s, 4) if judge.config.record_latency else 0.0
-    return Judgment(
-        item_id=call.pair.item_id,
-        pair=call.pair.pair,
-        subset=call.pair.subset,
-        order=call.order,
-        sample=call.sample,
-        verdict=verdict,
-        correct=is_correct(verdict, call.order),
+    return call.judgment(
+        verdict,
         finish_reason=finish,
         completion=ca.full_text,
         prompt_tokens=ca.prompt_tokens + cb.prompt_tokens,
         completion_tokens=ca.completion_tokens + cb.completion_tokens,
         latency_s=latency,
         parse_error=reason,
-        neutralised=call.neutralised,
         score_a=a.score,
         score_b=b.score,
         completion_b=cb.full_text,
