@@ -66,22 +66,34 @@ class RenderedPair:
     neutralised: bool
 
 
+class Neutraliser:
+    """Neutralises the texts of one prompt and remembers whether any of them had to change."""
+
+    def __init__(self) -> None:
+        self.changed = False
+
+    def __call__(self, text: str) -> str:
+        out, changed = neutralise(text)
+        self.changed = self.changed or changed
+        return out
+
+
+def split_turns(context: tuple[Message, ...]) -> tuple[list[Message], str]:
+    """The context's non-system turns, and the single-turn layout's question (the one user turn)."""
+    turns = [m for m in context if m.role != "system"]
+    return turns, turns[0].content if turns else context[-1].content
+
+
 def _speaker(message: Message, name: str) -> str:
     return {"user": "User", "assistant": f"Chatbot {name}", "system": "System"}[message.role]
 
 
 def render_pair(context: tuple[Message, ...], response_a: str, response_b: str) -> RenderedPair:
     """Lay out the pair in the single-turn layout when the context is one user turn, else multi-turn."""
-    turns = [m for m in context if m.role != "system"]
-    flags: list[bool] = []
-
-    def clean(text: str) -> str:
-        out, changed = neutralise(text)
-        flags.append(changed)
-        return out
-
+    turns, asked = split_turns(context)
+    clean = Neutraliser()
     if len(turns) <= 1:
-        question = clean(turns[0].content if turns else context[-1].content)
+        question = clean(asked)
         block = "\n".join(
             [
                 QUESTION_HEADER,
@@ -96,7 +108,7 @@ def render_pair(context: tuple[Message, ...], response_a: str, response_b: str) 
                 response_end("B"),
             ]
         )
-        return RenderedPair(question, block, any(flags))
+        return RenderedPair(question, block, clean.changed)
 
     sides = []
     for name, response in (("A", response_a), ("B", response_b)):
@@ -107,4 +119,4 @@ def render_pair(context: tuple[Message, ...], response_a: str, response_b: str) 
         lines.append(conversation_end(name))
         sides.append("\n".join(lines))
     question = turns[-1].content
-    return RenderedPair(question, "\n\n".join(sides), any(flags))
+    return RenderedPair(question, "\n\n".join(sides), clean.changed)

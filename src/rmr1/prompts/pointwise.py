@@ -7,7 +7,7 @@ with the question and the one response (``render_response``) instead of two. The
 
 from __future__ import annotations
 
-from rmr1.prompts.layout import QUESTION_HEADER, RenderedPair, neutralise
+from rmr1.prompts.layout import QUESTION_HEADER, Neutraliser, RenderedPair, split_turns
 from rmr1.prompts.templates import JudgeTemplate
 from rmr1.types import Message
 
@@ -71,23 +71,17 @@ def _speaker(message: Message) -> str:
 
 def render_response(context: tuple[Message, ...], response: str) -> RenderedPair:
     """The one-response block: single-turn layout for one user turn, else the whole conversation."""
-    turns = [m for m in context if m.role != "system"]
-    flags: list[bool] = []
-
-    def clean(text: str) -> str:
-        out, changed = neutralise(text)
-        flags.append(changed)
-        return out
-
+    turns, asked = split_turns(context)
+    clean = Neutraliser()
     if len(turns) <= 1:
-        question = clean(turns[0].content if turns else context[-1].content)
+        question = clean(asked)
         block = "\n".join([QUESTION_HEADER, question, "", RESPONSE_START, clean(response), RESPONSE_END])
-        return RenderedPair(question, block, any(flags))
+        return RenderedPair(question, block, clean.changed)
     lines = [CONVERSATION_START]
     lines.extend(f"{_speaker(m)}: {clean(m.content)}" for m in context)
     lines.append(f"Chatbot: {clean(response)}")
     lines.append(CONVERSATION_END)
-    return RenderedPair(turns[-1].content, "\n".join(lines), any(flags))
+    return RenderedPair(turns[-1].content, "\n".join(lines), clean.changed)
 
 
 def _fill(text: str, rendered: RenderedPair) -> str:
