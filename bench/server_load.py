@@ -43,6 +43,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def summary(latencies: list[float], errors: list[str], wall: float, rate: str) -> dict[str, Any]:
+    """The numbers every load reports: answered and failed requests, wall time, ``rate`` (requests/s), p50/p99."""
+    return {
+        "completed": len(latencies),
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "wall_s": wall,
+        rate: len(latencies) / wall if wall else 0.0,
+        "p50_s": percentile(latencies, 0.5),
+        "p99_s": percentile(latencies, 0.99),
+    }
+
+
 async def drive(url: str, clients: int, requests: int, duration: float) -> dict[str, Any]:
     """``clients`` workers share a budget of ``requests`` requests and ``duration`` seconds."""
     latencies: list[float] = []
@@ -69,17 +82,9 @@ async def drive(url: str, clients: int, requests: int, duration: float) -> dict[
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=duration + 600, limits=limits) as http:
         await asyncio.gather(*(client(http) for _ in range(clients)))
-    wall = time.perf_counter() - started
-    return {
-        "completed": len(latencies),
-        "errors": len(errors),
-        "error_samples": errors[:3],
-        "wall_s": wall,
-        "throughput_rps": len(latencies) / wall if wall else 0.0,
-        "p50_s": percentile(latencies, 0.5),
-        "p99_s": percentile(latencies, 0.99),
-        "mean_s": statistics.fmean(latencies) if latencies else float("nan"),
-    }
+    result = summary(latencies, errors, time.perf_counter() - started, "throughput_rps")
+    result["mean_s"] = statistics.fmean(latencies) if latencies else float("nan")
+    return result
 
 
 def run_server(label: str, serve_args: list[str], args: argparse.Namespace) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from rmr1.serve.process import ServerProcess
-from server_load import percentile  # the sibling script (bench/ is on sys.path when this file runs)
+from server_load import summary  # the sibling script (bench/ is on sys.path when this file runs)
 
 
 def groups(count: int, size: int, salt: int) -> list[dict[str, Any]]:
@@ -100,16 +100,7 @@ def load(url: str, bodies: list[list[dict[str, Any]]], clients: int, timeout: fl
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - started
-    return {
-        "completed": len(latencies),
-        "errors": len(errors),
-        "error_samples": errors[:3],
-        "wall_s": wall,
-        "requests_per_s": len(latencies) / wall if wall else 0.0,
-        "p50_s": percentile(latencies, 0.5),
-        "p99_s": percentile(latencies, 0.99),
-    }
+    return summary(latencies, errors, time.perf_counter() - started, "requests_per_s")
 
 
 def workload(
