@@ -84,6 +84,22 @@ class JudgeConfig:
             return self.temperature
         return 0.0 if self.samples == 1 else 1.0
 
+    def sampling(
+        self, key: str, stop: tuple[str, ...], *, thinking: bool, logprobs: bool = False
+    ) -> SamplingParams:
+        """How the call named ``key`` samples: seeded by the key when it samples at all, ``stop`` when
+        ``stop_at_verdict``."""
+        temperature = self.effective_temperature
+        return SamplingParams(
+            max_new_tokens=self.max_new_tokens,
+            temperature=temperature,
+            top_p=self.top_p,
+            seed=_sample_seed(self.seed, key) if temperature > 0 else None,
+            stop=stop if self.stop_at_verdict else (),
+            logprobs=logprobs,
+            thinking=thinking,
+        )
+
 
 def seeded_order(seed: int, item_id: str, pair: int) -> str:
     """The order a pair is shown in under the single protocol: stable across processes and batchings."""
@@ -159,15 +175,8 @@ class Judge:
             messages, neutralised = self.template.render(pair.context, a, b)
             for sample in range(cfg.samples):
                 key = call_key(pair.item_id, pair.pair, order, sample)
-                temperature = cfg.effective_temperature
-                sampling = SamplingParams(
-                    max_new_tokens=cfg.max_new_tokens,
-                    temperature=temperature,
-                    top_p=cfg.top_p,
-                    seed=_sample_seed(cfg.seed, key) if temperature > 0 else None,
-                    stop=STOP if cfg.stop_at_verdict else (),
-                    logprobs=cfg.verdict != "generate",
-                    thinking=self.template.thinking,
+                sampling = cfg.sampling(
+                    key, STOP, thinking=self.template.thinking, logprobs=cfg.verdict != "generate"
                 )
                 calls.append(
                     Call(pair, order, sample, GenerationRequest(messages, sampling, key), neutralised)

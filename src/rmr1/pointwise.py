@@ -31,7 +31,6 @@ from rmr1.types import (
     Judgment,
     Message,
     PreferencePair,
-    SamplingParams,
     is_correct,
 )
 from rmr1.verdicts import SCORE_MAX, SCORE_MIN, UNRATED, decide, parse_score
@@ -83,10 +82,6 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _seed(seed: int, key: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()[:4], "big")
-
-
 def rating_key(item_id: str, response: str, sample: int) -> str:
     """Identifies one rating call: the same response of the same item is rated once per sample."""
     return f"{item_id}|r:{_digest(response)}|{sample}"
@@ -98,15 +93,7 @@ def rating_request(
     cfg = judge.config
     key = rating_key(item_id, response, sample)
     messages, neutralised = render_rating(judge.template, context, response)
-    temperature = cfg.effective_temperature
-    sampling = SamplingParams(
-        max_new_tokens=cfg.max_new_tokens,
-        temperature=temperature,
-        top_p=cfg.top_p,
-        seed=_seed(cfg.seed, key) if temperature > 0 else None,
-        stop=STOP if cfg.stop_at_verdict else (),
-        thinking=judge.template.thinking,
-    )
+    sampling = cfg.sampling(key, STOP, thinking=judge.template.thinking)
     return GenerationRequest(messages, sampling, key), neutralised
 
 
