@@ -66,11 +66,16 @@ class FakePipeline:
 
     def generate(self, prompts: list[Any], configs: list[Any]) -> list[Any]:
         assert len(prompts) == len(configs)
-        batch = [([self.tokenizer.words[int(i)] for i in p.array[0]], c) for p, c in zip(prompts, configs)]
+        batch = [
+            ([self.tokenizer.words[int(i)] for i in p.array[0]], c)
+            for p, c in zip(prompts, configs, strict=True)
+        ]
         self.calls.append(batch)
         out = []
         for words, config in batch:
-            answer = [self.tokenizer.id_of(w) for w in type(self).script(words, config)][: config.max_new_tokens]
+            answer = [self.tokenizer.id_of(w) for w in type(self).script(words, config)][
+                : config.max_new_tokens
+            ]
             out.append(types.SimpleNamespace(m_generation_ids=[answer]))
         return out
 
@@ -160,7 +165,7 @@ def test_stop_string_cut_exactly_and_kept(fake_engine, ir_folder):
     fake_engine.script = staticmethod(lambda words, config: ["<answer>[[A]]</answer>tail", "more"])
     backend = make_backend("openvino", str(ir_folder), threads=1)
     (out,) = backend.generate([ask("q", stop=("</answer>",), max_new_tokens=8)])
-    (_, config), = fake_engine.last.calls[0]
+    ((_, config),) = fake_engine.last.calls[0]
     assert config.stop_strings == {"</answer>"} and config.include_stop_str_in_output is True
     assert (out.text, out.finish_reason, out.completion_tokens) == ("<answer>[[A]]</answer>", "stop", 2)
 
@@ -181,7 +186,7 @@ def test_thinking_request_gets_no_engine_stops_and_is_cut_after_the_thought(fake
     )
     backend = make_backend("openvino", str(ir_folder), threads=1)
     (out,) = backend.generate([ask("q", stop=("</answer>",), thinking=True)])
-    (_, config), = fake_engine.last.calls[0]
+    ((_, config),) = fake_engine.last.calls[0]
     assert config.stop_strings == set()  # the engine would stop on the drafted verdict inside the thought
     assert out.text.endswith("</think> <answer>[[A]]</answer>") and out.finish_reason == "stop"
 
@@ -194,5 +199,5 @@ def test_missing_engine_names_the_extra(monkeypatch, ir_folder):
 
 def test_a_model_it_cannot_read_is_one_line(fake_engine, tmp_path):
     (tmp_path / "config.json").write_text("{}")  # a transformers checkpoint, not GGUF or IR
-    with pytest.raises(ModelLoadError, match="a .gguf file or an OpenVINO IR folder"):
+    with pytest.raises(ModelLoadError, match=r"a \.gguf file or an OpenVINO IR folder"):
         make_backend("openvino", str(tmp_path))

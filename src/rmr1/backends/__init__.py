@@ -32,9 +32,9 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "hf": ("rmr1.backends.hf", "HFBackend"),
     "openai": ("rmr1.backends.openai", "openai_backend"),  # several --base-url values: a replica fleet
     "vllm": ("rmr1.backends.vllm", "VLLMBackend"),
-    "openvino": ("rmr1.backends.openvino", "OpenVINOBackend"),  # the fast CPU engine (openvino-genai)
     "replay": ("rmr1.backends.replay", "ReplayBackend"),
     "mock": ("rmr1.backends.mock", "MockBackend"),
+    "openvino": ("rmr1.backends.openvino", "OpenVINOBackend"),  # the fast CPU engine (openvino-genai)
 }
 
 BACKENDS: tuple[str, ...] = tuple(_REGISTRY)

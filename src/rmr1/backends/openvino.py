@@ -121,7 +121,9 @@ class OpenVINOBackend:
         # The engine's tokenizer truncates at the model's window whatever it is asked: a count that reaches
         # it is a lower bound.
         own = self.weights.context_length
-        return f"at least {tokens} tokens: counting stops at the model's window" if own and tokens >= own else ""
+        return (
+            f"at least {tokens} tokens: counting stops at the model's window" if own and tokens >= own else ""
+        )
 
     def _config(self, item: _Sent) -> Any:
         config = self._og.GenerationConfig()

@@ -48,7 +48,9 @@ class Weights:
 def locate(model: str | None, weight_format: str = "f16") -> Weights:
     """Resolve ``--model`` for the openvino backend, converting (once, cached) when the format asks for it."""
     if weight_format not in WEIGHT_FORMATS:
-        raise ConfigError(f"unknown weight format {weight_format!r}; choose one of {', '.join(WEIGHT_FORMATS)}")
+        raise ConfigError(
+            f"unknown weight format {weight_format!r}; choose one of {', '.join(WEIGHT_FORMATS)}"
+        )
     if model is None or model in ("", "default") or model.startswith("embedded:"):
         gguf, source = embedded_gguf(), model or "embedded:smollm2-135m-instruct"
     else:
@@ -126,7 +128,9 @@ def _write_f16(source: Path, target: Path) -> None:
             # The writer adds the header fields and the architecture itself.
             if key.startswith("GGUF.") or key == "general.architecture":
                 continue
-            value = 1 if key == "general.file_type" else field.contents()  # 1: "mostly F16" in llama.cpp terms
+            value = (
+                1 if key == "general.file_type" else field.contents()
+            )  # 1: "mostly F16" in llama.cpp terms
             sub = field.types[1] if field.types[0] == GGUFValueType.ARRAY and len(field.types) > 1 else None
             writer.add_key_value(key, value, field.types[0], sub_type=sub)
         for tensor in reader.tensors:
