@@ -11,6 +11,7 @@ the verdict and the parse outcome are what a benchmark score sees. Prints one JS
 did not; ``accuracy_*``: each engine's share of correct verdicts.
 
     python bench/engine_agreement.py [--engine openvino] [--pairs 20] [--max-new-tokens 128] [--parse-mode paper]
+                                  [--template plain]
 """
 
 from __future__ import annotations
@@ -31,9 +32,8 @@ from rmr1.threads import choose_threads, load_average
 from rmr1.types import Judgment
 
 
-def judged(engine: str, threads: int, calls: list[Call], config: JudgeConfig) -> tuple[list[Judgment], float]:
-    backend = available_engines()[engine](threads)
-    judge = Judge(backend, "cor", config)
+def judged(engine: str, threads: int, calls: list[Call], judge: Judge) -> tuple[list[Judgment], float]:
+    judge = Judge(available_engines()[engine](threads), judge.template, judge.config)
     started = time.perf_counter()
     out = list(judge.run(calls))
     return out, time.perf_counter() - started
@@ -53,29 +53,33 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--parse-mode", default="strict", help="strict or paper (rmr1.verdicts)")
+    parser.add_argument("--template", default="cor", help="cor, plain, ... (rmr1.prompts)")
     args = parser.parse_args()
     if args.engine not in available_engines():
         raise SystemExit(
             f"engine {args.engine!r} is not installed; installed: {', '.join(available_engines())}"
         )
-    calls = plan(first_pairs(args.data, args.pairs), args.max_new_tokens)
+    pairs = first_pairs(args.data, args.pairs)
     config = JudgeConfig(
-        max_new_tokens=args.max_new_tokens, batch_size=len(calls), parse_mode=args.parse_mode
+        max_new_tokens=args.max_new_tokens, batch_size=len(pairs), parse_mode=args.parse_mode
     )
+    planner = Judge(None, args.template, config)  # type: ignore[arg-type]  # plans; each engine judges
+    calls = plan(pairs, args.max_new_tokens, template=args.template, config=config)
     threads = choose_threads(args.threads).threads
     load_before = load_average()
-    base, base_s = judged("hf", threads, calls, config)
-    other, other_s = judged(args.engine, threads, calls, config)
-    pairs = list(zip(base, other, strict=True))
+    base, base_s = judged("hf", threads, calls, planner)
+    other, other_s = judged(args.engine, threads, calls, planner)
+    both = list(zip(base, other, strict=True))
     line = {
         "engine": args.engine,
         "baseline": "hf",
-        "pairs": len(pairs),
+        "pairs": len(both),
+        "template": args.template,
         "max_new_tokens": args.max_new_tokens,
         "parse_mode": args.parse_mode,
-        "same_verdict": share([a.verdict == b.verdict for a, b in pairs]),
-        "same_parse_outcome": share([(a.verdict is None) == (b.verdict is None) for a, b in pairs]),
-        "same_text": share([a.completion == b.completion for a, b in pairs]),
+        "same_verdict": share([a.verdict == b.verdict for a, b in both]),
+        "same_parse_outcome": share([(a.verdict is None) == (b.verdict is None) for a, b in both]),
+        "same_text": share([a.completion == b.completion for a, b in both]),
         "parsed_hf": share([a.verdict is not None for a in base]),
         "parsed_engine": share([b.verdict is not None for b in other]),
         "accuracy_hf": share([a.correct is True for a in base]),

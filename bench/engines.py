@@ -57,12 +57,17 @@ def three_by_three(path: Path, item: int = 0) -> list[PreferencePair]:
     ]
 
 
-def plan(pairs: list[PreferencePair], max_new_tokens: int, *, stop_at_verdict: bool = True) -> list[Call]:
-    judge = Judge(
-        backend=None,  # type: ignore[arg-type]  # only plans here
-        template="cor",
-        config=JudgeConfig(max_new_tokens=max_new_tokens, stop_at_verdict=stop_at_verdict),
-    )
+def plan(
+    pairs: list[PreferencePair],
+    max_new_tokens: int,
+    *,
+    stop_at_verdict: bool = True,
+    template: str = "cor",
+    config: JudgeConfig | None = None,
+) -> list[Call]:
+    """The calls a judge makes for ``pairs`` (``config`` wins over ``max_new_tokens``/``stop_at_verdict``)."""
+    config = config or JudgeConfig(max_new_tokens=max_new_tokens, stop_at_verdict=stop_at_verdict)
+    judge = Judge(backend=None, template=template, config=config)  # type: ignore[arg-type]  # only plans
     return [call for pair in pairs for call in judge.plan(pair)]
 
 
