@@ -107,7 +107,7 @@ def main() -> None:
             "ratio_vs_hf": round(baseline / seconds, 3),
             "tokens": int(tokens),
             "requests": len(workloads[workload]),
-            "rounds": len(rows),
+            "runs": len(rows),  # the baseline runs once beside each engine in a round
             "threads": threads,
             "load_after": round(load_average(), 2),
         }

@@ -52,7 +52,9 @@ def test_seeded_sampling_repeats_and_over_long_prompts_are_not_sent(backend) -> 
 
 
 def test_an_eval_run_records_the_engine_and_weight_format(tmp_path: Path) -> None:
-    rows = [{"id": f"q{i}", "prompt": f"What is {i}+1?", "chosen": f"{i + 1}", "rejected": "0"} for i in range(2)]
+    rows = [
+        {"id": f"q{i}", "prompt": f"What is {i}+1?", "chosen": f"{i + 1}", "rejected": "0"} for i in range(2)
+    ]
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     opts = {"backend": "openvino", "max_new_tokens": 16, "threads": 1, "report": False}

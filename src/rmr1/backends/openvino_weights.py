@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rmr1.errors import ConfigError, ModelLoadError
-from rmr1.models import embedded_gguf, rmr1_home
+from rmr1.models import DEFAULT_MODEL, embedded_gguf, rmr1_home
 
 WEIGHT_FORMATS = ("f16", "native")
 _IR_FILE = "openvino_model.xml"
@@ -52,7 +52,7 @@ def locate(model: str | None, weight_format: str = "f16") -> Weights:
             f"unknown weight format {weight_format!r}; choose one of {', '.join(WEIGHT_FORMATS)}"
         )
     if model is None or model in ("", "default") or model.startswith("embedded:"):
-        gguf, source = embedded_gguf(), model or "embedded:smollm2-135m-instruct"
+        gguf, source = embedded_gguf(), model or DEFAULT_MODEL
     else:
         path = Path(model).expanduser()
         if path.is_dir() and (path / _IR_FILE).is_file():
