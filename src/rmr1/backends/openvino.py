@@ -20,6 +20,7 @@ Log-probabilities: not offered (the engine returns sequence scores, not per-posi
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -85,6 +86,8 @@ class OpenVINOBackend:
         self.tokenizer = self.pipe.get_tokenizer()
         self._eos = self.tokenizer.get_eos_token_id()
         self._og = og
+        # One generate at a time: a server's threads share this pipeline, and the engine batches within a call.
+        self._lock = threading.Lock()
         # An explicit window may only shrink the model's: past it the engine's tokenizer stops counting.
         own = self.weights.context_length
         self.context_length: int | None = (
@@ -147,9 +150,11 @@ class OpenVINOBackend:
         import openvino as ov
 
         prompts = [ov.Tensor(np.array([item.ids], dtype=np.int64)) for item in sent]
-        started = time.perf_counter()
-        outputs = self.pipe.generate(prompts, [self._config(item) for item in sent])
-        latency = time.perf_counter() - started
+        configs = [self._config(item) for item in sent]
+        with self._lock:
+            started = time.perf_counter()
+            outputs = self.pipe.generate(prompts, configs)
+            latency = time.perf_counter() - started
         return [
             self._finish(item, [int(t) for t in out.m_generation_ids[0]], latency)
             for item, out in zip(sent, outputs, strict=True)
