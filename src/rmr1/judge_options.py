@@ -91,6 +91,8 @@ class JudgeOptions:
         extra: dict[str, Any] = {}
         if self.backend == "hf":
             extra = {"batch_size": self.resolved_batch_size(), "dtype": self.dtype, "threads": self.threads}
+        elif self.backend == "openvino":
+            extra = {"threads": self.threads}
         elif self.backend == "openai":
             extra = {
                 "base_url": self.base_url,

@@ -34,6 +34,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "vllm": ("rmr1.backends.vllm", "VLLMBackend"),
     "replay": ("rmr1.backends.replay", "ReplayBackend"),
     "mock": ("rmr1.backends.mock", "MockBackend"),
+    "openvino": ("rmr1.backends.openvino", "OpenVINOBackend"),  # the fast CPU engine (openvino-genai)
 }
 
 BACKENDS: tuple[str, ...] = tuple(_REGISTRY)

@@ -173,6 +173,7 @@ def _tokens(output: Any) -> list[TokenLogprob]:
 class VLLMBackend:
     supports_logprobs = True  # top-k log-probabilities with the generation, when a request asks
     preferred_batch_size = PREFERRED_BATCH_SIZE
+    engine = "vllm"  # recorded in run.json, so a run is never resumed on another engine (evaluation.settings)
 
     def __init__(
         self,
