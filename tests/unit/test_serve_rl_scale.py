@@ -206,7 +206,7 @@ def test_a_client_that_disconnects_stops_consuming_the_model(live_server: tuple[
         head = f"POST /v1/score HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
         sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
         time.sleep(0.8)  # judging is under way
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20  # generous: a loaded machine notices late
     stats: dict[str, int] = {}
     while time.monotonic() < deadline:
         stats = httpx.get(url + "/health").json()["batcher"]

@@ -34,6 +34,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "vllm": ("rmr1.backends.vllm", "VLLMBackend"),
     "replay": ("rmr1.backends.replay", "ReplayBackend"),
     "mock": ("rmr1.backends.mock", "MockBackend"),
+    "openvino": ("rmr1.backends.openvino", "OpenVINOBackend"),  # the fast CPU engine (openvino-genai)
 }
 
 BACKENDS: tuple[str, ...] = tuple(_REGISTRY)
@@ -49,6 +50,18 @@ def make_backend(name: str, model: str | None = None, **options: Any) -> Backend
     return backend
 
 
+def preferred_batch_size(name: str) -> int | None:
+    """The request window a backend asks the judge for (``preferred_batch_size`` on its class), if any.
+
+    Read from the class without building the backend, so the judge's settings are known before a model loads.
+    """
+    if name not in _REGISTRY:
+        return None
+    module_name, attr = _REGISTRY[name]
+    value = getattr(getattr(importlib.import_module(module_name), attr), "preferred_batch_size", None)
+    return int(value) if value else None
+
+
 def close_backend(backend: Backend) -> None:
     """Release a backend's resources when it has a ``close`` method."""
     close = getattr(backend, "close", None)
@@ -56,4 +69,4 @@ def close_backend(backend: Backend) -> None:
         close()
 
 
-__all__ = ["BACKENDS", "Backend", "close_backend", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "close_backend", "make_backend", "preferred_batch_size"]

@@ -109,6 +109,7 @@ class HFBackend:
     chosen by ``rmr1.threads`` when None."""
 
     supports_logprobs = True  # verdict probabilities by a forward pass (rmr1.probability.hf_read)
+    engine = "transformers"  # with weight_format (the dtype), recorded in run.json: see evaluation.settings
 
     def __init__(
         self,
@@ -128,6 +129,7 @@ class HFBackend:
             apply_threads(threads)  # torch's default (every core) stalls on a machine others share
         self.batch_size = max(1, int(batch_size))
         self.model_name = model
+        self.weight_format = str(self.model.dtype).removeprefix("torch.")
         self._fold_system = False  # set once the chat template has refused a system turn
         # The window in tokens; an explicit value (a smaller one than the model's, say) wins over the config.
         self.context_length: int | None = context_length or window_from_config(

@@ -22,7 +22,7 @@ from rmr1.cache import cached_judge
 from rmr1.errors import ConfigError
 from rmr1.evaluation.rundir import Key, RunDir, judgment_record
 from rmr1.evaluation.scoring import score_stream, with_bookkeeping, write_scores
-from rmr1.evaluation.settings import RunSettings, Shard, check_resumable, template_sha
+from rmr1.evaluation.settings import RunSettings, Shard, check_resumable, engine_of, template_sha
 from rmr1.jsonl import JsonlAppender
 from rmr1.judge import Call, Judge
 from rmr1.types import Judgment, PreferencePair
@@ -92,6 +92,7 @@ def _settings(config: EvalConfig, judge: Judge, labels: JudgeLabels) -> RunSetti
     from rmr1 import __version__
 
     jc = judge.config
+    engine, weight_format = engine_of(judge.backend)
     return RunSettings(
         benchmark=config.benchmark,
         data=config.data,
@@ -113,6 +114,8 @@ def _settings(config: EvalConfig, judge: Judge, labels: JudgeLabels) -> RunSetti
         served_model=served_model_of(judge.backend),
         verdict=jc.verdict,
         score_forced=jc.score_forced,
+        engine=engine,
+        weight_format=weight_format,
     )
 
 

@@ -92,6 +92,11 @@ class RunSettings:
     served_model: str | None = None
     verdict: str = "generate"  # generate | logprob | forced (rmr1.probability); older runs: generate
     score_forced: bool = False  # scores count forced verdicts (else they score as unparsed)
+    # The local engine that generated ("transformers", "openvino", ...) and its weight format ("bfloat16",
+    # "f16", ...), from the backend's ``engine`` / ``weight_format`` attributes; None where a backend does not
+    # say (remote servers, mock, replay) and in older run.json files. Compared on resume like served_model.
+    engine: str | None = None
+    weight_format: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,6 +126,13 @@ def check_resumable(old: RunSettings, new: RunSettings, source: str) -> None:
     # run from before it was recorded, is not refused), so one run never mixes two judges behind one name.
     if old.served_model and new.served_model and old.served_model != new.served_model:
         diffs.append(f"served model: {old.served_model!r} -> {new.served_model!r}")
+    # Engines and weight formats change outputs (greedy included), so one run never mixes two.
+    for what, before, after in (
+        ("engine", old.engine, new.engine),
+        ("weight format", old.weight_format, new.weight_format),
+    ):
+        if before and after and before != after:
+            diffs.append(f"{what}: {before!r} -> {after!r}")
     if diffs:
         raise ConfigError(
             f"{source} was made with other settings ({'; '.join(diffs)}); "
@@ -133,8 +145,23 @@ def check_resumable(old: RunSettings, new: RunSettings, source: str) -> None:
         )
 
 
+def engine_of(backend: object) -> tuple[str | None, str | None]:
+    """(engine, weight_format) a backend declares, looking through a cache wrapper; None where it does not."""
+    inner = getattr(backend, "inner", backend)
+    engine, weights = getattr(inner, "engine", None), getattr(inner, "weight_format", None)
+    return (engine if isinstance(engine, str) else None, weights if isinstance(weights, str) else None)
+
+
 def template_sha(system: str, user: str) -> str:
     return hashlib.sha256(f"{system}\x1f{user}".encode()).hexdigest()[:16]
 
 
-__all__ = ["RESULT_KEYS", "RunSettings", "Shard", "check_resumable", "shard_of", "template_sha"]
+__all__ = [
+    "RESULT_KEYS",
+    "RunSettings",
+    "Shard",
+    "check_resumable",
+    "engine_of",
+    "shard_of",
+    "template_sha",
+]

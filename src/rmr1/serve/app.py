@@ -17,10 +17,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 
+from rmr1.backends import Backend
 from rmr1.errors import ConfigError, InputError, Rmr1Error
 from rmr1.judge import Judge, vote
 from rmr1.prompts import get_template
@@ -31,6 +32,9 @@ from rmr1.serve.guards import BodyLimit, TooLarge, bearer_check, install_error_h
 from rmr1.tournament import run_tournaments
 from rmr1.types import CandidateSet, Judgment, Message, as_messages
 from rmr1.verdicts import parse_trace
+
+if TYPE_CHECKING:
+    from rmr1.serve.vllm_engine import AsyncEngineBatcher
 
 T = TypeVar("T")
 
@@ -94,12 +98,7 @@ class Service:
     def __init__(self, judge: Judge, settings: ServeSettings) -> None:
         self.judge = judge
         self.settings = settings
-        self.batcher = MicroBatcher(
-            judge.backend,
-            window_ms=settings.batch_window_ms,
-            max_batch=settings.max_batch,
-            max_queue=settings.max_queue,
-        )
+        self.batcher = _pick_batcher(judge.backend, settings)
         self.executor = ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="rmr1-request")
         self.max_new_tokens = settings.max_new_tokens or judge.config.max_new_tokens
         self.started = time.monotonic()
@@ -167,6 +166,22 @@ class Service:
     def close(self) -> None:
         self.batcher.close(drain=True)
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _pick_batcher(backend: Backend, settings: ServeSettings) -> MicroBatcher | AsyncEngineBatcher:
+    """vLLM batches continuously by itself: its requests go straight to its async engine, unmerged."""
+    from rmr1.backends.vllm import VLLMBackend
+
+    if isinstance(backend, VLLMBackend):
+        from rmr1.serve.vllm_engine import AsyncEngineBatcher
+
+        return AsyncEngineBatcher(backend, max_queue=settings.max_queue)
+    return MicroBatcher(
+        backend,
+        window_ms=settings.batch_window_ms,
+        max_batch=settings.max_batch,
+        max_queue=settings.max_queue,
+    )
 
 
 def _context(prompt: str | None, messages: list[s.ChatTurn] | None) -> tuple[Message, ...]:

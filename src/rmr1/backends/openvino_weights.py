@@ -1,0 +1,153 @@
+"""Where the openvino backend's weights come from: a GGUF file, as shipped or widened to fp16, or an IR folder.
+
+OpenVINO GenAI reads a GGUF file directly (llama-family models; F32/F16/Q4_0/Q4_1/Q8_0/K-quant blocks), so the
+embedded model needs no exporter: no optimum-intel (which pins an older transformers) and no torch tracing.
+
+Weight formats:
+
+- ``f16``: every quantized tensor of the GGUF is de-quantized once into fp16 and the file is rewritten with the
+  ``gguf`` package (a core dependency already). Measured faster here than decompressing quantized blocks on
+  every matmul (bf16 compute on AMX), and it holds the very values the transformers backend computes with
+  (its checkpoint is de-quantized from the same file), so outputs differ only by arithmetic. Cached under
+  ``$RMR1_HOME/openvino`` keyed by the source file's name and size and the format, written to a temporary
+  file and renamed into place under a file lock, so a crash never leaves half a file and two processes never
+  convert at once.
+- ``native``: the GGUF as shipped (the embedded model's Q4_1/Q8_0 blocks), nothing converted.
+- ``ir``: a folder holding an OpenVINO IR (``openvino_model.xml``, e.g. from ``optimum-cli export openvino``);
+  its weights are whatever the export chose.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rmr1.errors import ConfigError, ModelLoadError
+from rmr1.models import DEFAULT_MODEL, embedded_gguf, rmr1_home
+
+WEIGHT_FORMATS = ("f16", "native")
+_IR_FILE = "openvino_model.xml"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """What the pipeline loads: ``path`` (a .gguf file or an IR folder) and the format it holds."""
+
+    path: Path
+    weight_format: str  # "f16", "native" or "ir"
+    source: str  # the model as the user named it, for run.json
+    context_length: int | None  # positions the model was built for, when the files say
+
+
+def locate(model: str | None, weight_format: str = "f16") -> Weights:
+    """Resolve ``--model`` for the openvino backend, converting (once, cached) when the format asks for it."""
+    if weight_format not in WEIGHT_FORMATS:
+        raise ConfigError(
+            f"unknown weight format {weight_format!r}; choose one of {', '.join(WEIGHT_FORMATS)}"
+        )
+    if model is None or model in ("", "default") or model.startswith("embedded:"):
+        gguf, source = embedded_gguf(), model or DEFAULT_MODEL
+    else:
+        path = Path(model).expanduser()
+        if path.is_dir() and (path / _IR_FILE).is_file():
+            return Weights(path, "ir", model, _ir_window(path))
+        if not (path.is_file() and path.suffix == ".gguf"):
+            raise ModelLoadError(
+                f"the openvino backend reads the embedded model, a .gguf file or an OpenVINO IR folder "
+                f"(with {_IR_FILE}); {model!r} is none of these"
+            )
+        gguf, source = path, model
+    window = gguf_window(gguf)
+    if weight_format == "native":
+        return Weights(gguf, "native", source, window)
+    return Weights(cached_f16(gguf), "f16", source, window)
+
+
+def gguf_window(path: Path) -> int | None:
+    """``<arch>.context_length`` from the GGUF's metadata (read without loading tensors)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    arch_field = reader.fields.get("general.architecture")
+    arch = str(arch_field.contents()) if arch_field is not None else ""
+    length = reader.fields.get(f"{arch}.context_length")
+    value = length.contents() if length is not None else None
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _ir_window(folder: Path) -> int | None:
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = config.get("max_position_embeddings")
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def cached_f16(gguf: Path) -> Path:
+    """The fp16 copy of ``gguf`` under ``$RMR1_HOME/openvino``, written on first use."""
+    target = rmr1_home() / "openvino" / f"{gguf.stem}-{gguf.stat().st_size}.f16.gguf"
+    if target.is_file():
+        return target
+    with _locked(target.parent / f".{target.name}.lock"):
+        if not target.is_file():
+            _write_f16(gguf, target)
+    return target
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_f16(source: Path, target: Path) -> None:
+    """Rewrite ``source`` with every non-f32 tensor as fp16; metadata (tokenizer, chat template) unchanged."""
+    import numpy as np
+    from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
+    from gguf.quants import dequantize
+
+    reader = GGUFReader(str(source))
+    arch = str(reader.fields["general.architecture"].contents())
+    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(handle)
+    try:
+        writer = GGUFWriter(tmp, arch)
+        for key, field in reader.fields.items():
+            # The writer adds the header fields and the architecture itself.
+            if key.startswith("GGUF.") or key == "general.architecture":
+                continue
+            value = (
+                1 if key == "general.file_type" else field.contents()
+            )  # 1: "mostly F16" in llama.cpp terms
+            sub = field.types[1] if field.types[0] == GGUFValueType.ARRAY and len(field.types) > 1 else None
+            writer.add_key_value(key, value, field.types[0], sub_type=sub)
+        for tensor in reader.tensors:
+            values = dequantize(tensor.data, tensor.tensor_type)
+            # Norm weights stay f32 as llama.cpp writes them; matrices become fp16.
+            wide = tensor.tensor_type == GGMLQuantizationType.F32
+            writer.add_tensor(tensor.name, values.astype(np.float32 if wide else np.float16))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from other users of a shared home
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+__all__ = ["WEIGHT_FORMATS", "Weights", "cached_f16", "gguf_window", "locate"]

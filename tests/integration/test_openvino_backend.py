@@ -1,0 +1,64 @@
+"""The openvino backend on the real embedded model (OpenVINO GenAI reading the cached fp16 GGUF)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+import rmr1
+from rmr1.types import GenerationRequest, Message, SamplingParams
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("openvino_genai") is None,
+        reason="openvino-genai is not installed (pip install 'rmr1[openvino]')",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def backend():
+    from rmr1.backends.openvino import OpenVINOBackend
+
+    return OpenVINOBackend(None, threads=1)
+
+
+def ask(text: str, **sampling) -> GenerationRequest:
+    return GenerationRequest(messages=(Message("user", text),), sampling=SamplingParams(**sampling))
+
+
+def test_greedy_is_deterministic_and_budgets_and_stops_are_exact(backend) -> None:
+    poem = ask("Write a long poem about the sea.", max_new_tokens=12)
+    first, again = backend.generate([poem, poem])
+    assert first.text == again.text and first.text.strip()
+    assert (first.finish_reason, first.completion_tokens) == ("length", 12)
+    # Stop on the first word the model writes: the text ends exactly at it.
+    word = first.text.split()[0]
+    (stopped,) = backend.generate([ask("Write a long poem about the sea.", max_new_tokens=12, stop=(word,))])
+    assert stopped.text.endswith(word) and stopped.finish_reason == "stop"
+    assert stopped.text == first.text[: first.text.index(word) + len(word)]
+
+
+def test_seeded_sampling_repeats_and_over_long_prompts_are_not_sent(backend) -> None:
+    seeded = ask("Name a colour.", max_new_tokens=10, temperature=1.0, seed=7)
+    a, b, too_long = backend.generate([seeded, seeded, ask("word " * 9000, max_new_tokens=4)])
+    assert a.text == b.text
+    assert too_long.finish_reason == "too_long" and backend.context_length == 8192
+    assert "at least" in (too_long.error or "")  # the engine's tokenizer stops counting at the window
+
+
+def test_an_eval_run_records_the_engine_and_weight_format(tmp_path: Path) -> None:
+    rows = [
+        {"id": f"q{i}", "prompt": f"What is {i}+1?", "chosen": f"{i + 1}", "rejected": "0"} for i in range(2)
+    ]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    opts = {"backend": "openvino", "max_new_tokens": 16, "threads": 1, "report": False}
+    result = rmr1.evaluate("preference", tmp_path / "run", data=str(data), **opts)
+    settings = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (settings["engine"], settings["weight_format"]) == ("openvino", "f16")
+    assert result.judged == 2
