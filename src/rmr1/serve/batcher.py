@@ -20,11 +20,10 @@ raises on a merged batch is re-run per caller, so one bad request fails only its
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from rmr1.backends import Backend
@@ -38,11 +37,12 @@ from rmr1.serve.tickets import (
     Overloaded,
     Submission,
     Ticket,
+    TicketWatch,
 )
 from rmr1.types import Completion, GenerationRequest
 
 
-class MicroBatcher:
+class MicroBatcher(TicketWatch):
     """A Backend that merges concurrent ``generate`` calls into single calls of ``backend``."""
 
     def __init__(
@@ -163,20 +163,6 @@ class MicroBatcher:
         with self._read_lock:
             result: list[float | None] = self.backend.read_verdicts(reads)  # type: ignore[attr-defined]
         return result
-
-    @contextlib.contextmanager
-    def watch(self, ticket: Ticket) -> Iterator[Ticket]:
-        """Make ``ticket`` this thread's claim for the calls inside the block."""
-        previous = getattr(self._local, "ticket", None)
-        self._local.ticket = ticket
-        try:
-            yield ticket
-        finally:
-            self._local.ticket = previous
-
-    def deadline(self, seconds: float) -> contextlib.AbstractContextManager[Ticket]:
-        """Give up on this thread's queued requests after ``seconds``."""
-        return self.watch(Ticket.within(seconds))
 
     def cancel(self, ticket: Ticket) -> None:
         """The caller gave up: drop its queued chunks now and start none of its later work."""

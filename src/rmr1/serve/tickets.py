@@ -5,7 +5,10 @@ batcher's own bookkeeping: what waits in its queue (``Submission``, ``Chunk``) a
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from rmr1.errors import Rmr1Error
@@ -56,6 +59,28 @@ class Ticket:
         return not self.started or (self.admitted == 0 and self.waited_for_room)
 
 
+class TicketWatch:
+    """``watch`` and ``deadline`` for a batcher: the ticket each calling thread carries (the batcher sets
+    ``_local`` to a ``threading.local()``)."""
+
+    _local: threading.local
+
+    @contextlib.contextmanager
+    def watch(self, ticket: Ticket) -> Iterator[Ticket]:
+        """Make ``ticket`` this thread's claim for the calls inside the block (its deadline and cancellation)."""
+        previous = getattr(self._local, "ticket", None)
+        self._local.ticket = ticket
+        try:
+            yield ticket
+        finally:
+            self._local.ticket = previous
+
+    def deadline(self, seconds: float) -> contextlib.AbstractContextManager[Ticket]:
+        """Give up on this thread's requests after ``seconds``: queued ones are dropped, running ones aborted
+        where the engine can."""
+        return self.watch(Ticket.within(seconds))
+
+
 @dataclass(eq=False)
 class Submission:
     requests: list[GenerationRequest]
@@ -95,4 +120,4 @@ class BatcherStats:
     busy_s: float = 0.0
 
 
-__all__ = ["BatcherStats", "Cancelled", "Closed", "DeadlineExceeded", "Overloaded", "Ticket"]
+__all__ = ["BatcherStats", "Cancelled", "Closed", "DeadlineExceeded", "Overloaded", "Ticket", "TicketWatch"]

@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from rmr1.backends.vllm import PromptRenderer, VLLMBackend, on_cpu, to_completion, vllm_sampling
 from rmr1.serve.batcher import BatcherStats, Cancelled, Closed, DeadlineExceeded, Overloaded, Ticket
+from rmr1.serve.tickets import TicketWatch
 from rmr1.types import Completion, GenerationRequest
 
 
-class AsyncEngineBatcher:
+class AsyncEngineBatcher(TicketWatch):
     """A Backend whose requests go one by one to a vLLM ``AsyncLLM`` built from ``backend``'s settings."""
 
     supports_logprobs = True
@@ -147,20 +147,6 @@ class AsyncEngineBatcher:
             self.stats.submissions += 1
             self.stats.requests += size
             self.stats.largest_batch = max(self.stats.largest_batch, size)
-
-    @contextlib.contextmanager
-    def watch(self, ticket: Ticket) -> Iterator[Ticket]:
-        """Make ``ticket`` this thread's claim for the calls inside the block (its deadline and cancellation)."""
-        previous = getattr(self._local, "ticket", None)
-        self._local.ticket = ticket
-        try:
-            yield ticket
-        finally:
-            self._local.ticket = previous
-
-    def deadline(self, seconds: float) -> contextlib.AbstractContextManager[Ticket]:
-        """Give up on this thread's requests (and abort them in the engine) after ``seconds``."""
-        return self.watch(Ticket.within(seconds))
 
     def cancel(self, ticket: Ticket) -> None:
         """The caller gave up: abort its requests in the engine and start none of its later work."""
