@@ -9,7 +9,6 @@ the run.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -22,14 +21,21 @@ from rmr1.cache import cached_judge
 from rmr1.errors import ConfigError
 from rmr1.evaluation.rundir import Key, RunDir, judgment_record
 from rmr1.evaluation.scoring import score_stream, with_bookkeeping, write_scores
-from rmr1.evaluation.settings import RunSettings, Shard, check_resumable, engine_of, template_sha
+from rmr1.evaluation.settings import (
+    RunSettings,
+    Shard,
+    check_resumable,
+    default_protocol,
+    engine_of,
+    judge_options_for,
+    template_sha,
+)
 from rmr1.jsonl import JsonlAppender
 from rmr1.judge import Call, Judge
 from rmr1.types import Judgment, PreferencePair
 
 if TYPE_CHECKING:
     from rmr1.evaluation.ray_pool import RayConfig
-    from rmr1.judge_options import JudgeOptions
 
 Advance = Callable[[int, Judgment | None], None]
 # An executor turns planned calls into judgments: it pulls calls from the iterator as it needs them and yields
@@ -304,13 +310,6 @@ def _on_ray(
         return run_eval(config, pool.judge, bench, labels=labels, progress=progress, executor=pool.execute)
 
 
-def default_protocol(benchmark: str, protocol: str | None) -> str:
-    """The protocol when none was asked for: JudgeBench's official one judges both orders; others one."""
-    if protocol is not None:
-        return protocol
-    return "both" if benchmark == "judgebench" else "single"
-
-
 def _eval_config(benchmark: str | Benchmark, out: str | Path, own: dict[str, Any]) -> EvalConfig:
     """The run's own settings; a loaded benchmark names itself and its source."""
     if isinstance(own.get("shard"), str):
@@ -319,23 +318,6 @@ def _eval_config(benchmark: str | Benchmark, out: str | Path, own: dict[str, Any
         own.setdefault("data", benchmark.source)
     name = benchmark.name if isinstance(benchmark, Benchmark) else benchmark
     return EvalConfig(benchmark=name, out=Path(out), **own)
-
-
-def _judge_options(
-    judge: Any, judge_settings: dict[str, Any], benchmark: str, cache: Any
-) -> JudgeOptions | None:
-    """The judge as ``JudgeOptions`` with the benchmark's protocol and the cache; None for a built ``Judge``."""
-    from rmr1.judge_options import JudgeOptions
-
-    if isinstance(judge, JudgeOptions):
-        opts = judge
-    elif judge is None:
-        opts = JudgeOptions(**judge_settings)
-    else:
-        return None
-    return dataclasses.replace(
-        opts, protocol=default_protocol(benchmark, opts.protocol), cache=cache or opts.cache
-    )
 
 
 def evaluate(
@@ -363,7 +345,7 @@ def evaluate(
     if judge is not None and judge_settings:
         raise TypeError(f"pass judge settings ({', '.join(judge_settings)}) or a judge, not both")
     config = _eval_config(benchmark, out, own)
-    opts = _judge_options(judge, judge_settings, config.benchmark, cache)
+    opts = judge_options_for(judge, judge_settings, config.benchmark, cache)
     labels = JudgeLabels(opts.model_name(), opts.backend, opts.template_name()) if opts else None
     if opts is not None:
         opts.template_obj()  # a bad template fails before the model loads

@@ -7,11 +7,15 @@ bookkeeping (backend, batch size, the unparsed score, a larger limit) may change
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import MISSING, asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rmr1.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from rmr1.judge_options import JudgeOptions
 
 # Settings whose change would make old and new judgments incomparable.
 RESULT_KEYS = (
@@ -156,12 +160,38 @@ def template_sha(system: str, user: str) -> str:
     return hashlib.sha256(f"{system}\x1f{user}".encode()).hexdigest()[:16]
 
 
+def default_protocol(benchmark: str, protocol: str | None) -> str:
+    """The protocol when none was asked for: JudgeBench's official one judges both orders; others one."""
+    if protocol is not None:
+        return protocol
+    return "both" if benchmark == "judgebench" else "single"
+
+
+def judge_options_for(
+    judge: Any, judge_settings: dict[str, Any], benchmark: str, cache: Any
+) -> JudgeOptions | None:
+    """The judge as ``JudgeOptions`` with the benchmark's protocol and the cache; None for a built ``Judge``."""
+    from rmr1.judge_options import JudgeOptions
+
+    if isinstance(judge, JudgeOptions):
+        opts = judge
+    elif judge is None:
+        opts = JudgeOptions(**judge_settings)
+    else:
+        return None
+    return dataclasses.replace(
+        opts, protocol=default_protocol(benchmark, opts.protocol), cache=cache or opts.cache
+    )
+
+
 __all__ = [
     "RESULT_KEYS",
     "RunSettings",
     "Shard",
     "check_resumable",
+    "default_protocol",
     "engine_of",
+    "judge_options_for",
     "shard_of",
     "template_sha",
 ]
