@@ -49,7 +49,9 @@ def embedded_gguf() -> Path:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created with its folder) for the block: one writer of a cache entry
+    at a time, and the kernel drops the lock if its holder is killed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -93,7 +95,7 @@ def embedded_checkpoint() -> Path:
     target = rmr1_home() / "models" / f"{gguf.stem}-{gguf.stat().st_size}"
     if (target / _DONE_MARKER).is_file():
         return target
-    with _locked(target.parent / f".{target.name}.lock"):
+    with locked(target.parent / f".{target.name}.lock"):
         if not (target / _DONE_MARKER).is_file():
             _convert_gguf(gguf, target)
     return target

@@ -20,16 +20,14 @@ Weight formats:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from rmr1.errors import ConfigError, ModelLoadError
-from rmr1.models import DEFAULT_MODEL, embedded_gguf, rmr1_home
+from rmr1.models import DEFAULT_MODEL, embedded_gguf, locked, rmr1_home
 
 WEIGHT_FORMATS = ("f16", "native")
 _IR_FILE = "openvino_model.xml"
@@ -95,21 +93,10 @@ def cached_f16(gguf: Path) -> Path:
     target = rmr1_home() / "openvino" / f"{gguf.stem}-{gguf.stat().st_size}.f16.gguf"
     if target.is_file():
         return target
-    with _locked(target.parent / f".{target.name}.lock"):
+    with locked(target.parent / f".{target.name}.lock"):
         if not target.is_file():
             _write_f16(gguf, target)
     return target
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write_f16(source: Path, target: Path) -> None:
