@@ -1,10 +1,13 @@
 """How many threads a CPU engine (torch, or another local engine) should use: the cores other work leaves free.
 
 The choice, first match wins: an explicit request (``--threads N``), the ``RMR1_THREADS`` environment variable,
-else the cores this process may run on minus the 1-minute load average (rounded), shared among the local ranks
-of a multi-process run, at least one. On a busy machine one thread beats several: threads that spin-wait for
-cores other processes hold slow everyone down (measured in the demo: a LoRA step took 10 s on one thread and
-23-47 s on two). ``apply_threads`` sets torch's thread count and prints the choice once per process::
+else the cores this process may run on minus the work of others (rounded), shared among the local ranks of a
+multi-process run, at least one. The work of others is the 1-minute load average, or the cores busy right now
+(``/proc/stat`` sampled over 0.2 s) when that is lower: the load average also holds this process's own work of
+the last minute (a demo stage that just trained on both cores), which must not count against its next stage.
+On a busy machine one thread beats several: threads that spin-wait for cores other processes hold slow everyone
+down (measured in the demo: a LoRA step took 10 s on one thread and 23-47 s on two). ``apply_threads`` sets
+torch's thread count and prints the choice once per process::
 
     using 2 torch threads (2 cores, load 0.3)
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -59,6 +63,35 @@ def load_average() -> float:
         return 0.0
 
 
+def _cpu_times(path: str) -> tuple[int, int]:
+    """(all jiffies, idle + iowait jiffies) of the machine, from the first line of /proc/stat."""
+    with open(path) as handle:
+        fields = [int(x) for x in handle.readline().split()[1:9]]
+    return sum(fields), fields[3] + fields[4]
+
+
+def busy_cores(interval: float = 0.2, *, path: str = "/proc/stat") -> float | None:
+    """Cores kept busy over the next ``interval`` seconds (this process sleeps meanwhile, so it is others'
+    work); None where /proc/stat cannot be read."""
+    try:
+        total0, idle0 = _cpu_times(path)
+        time.sleep(interval)
+        total1, idle1 = _cpu_times(path)
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    if total <= 0:
+        return None
+    return (total - (idle1 - idle0)) / total * (os.cpu_count() or 1)
+
+
+def others_load() -> float:
+    """What other work holds: the load average, or the cores busy right now when that is lower."""
+    busy = busy_cores()
+    load = load_average()
+    return load if busy is None else min(load, busy)
+
+
 def _positive(value: object, what: str) -> int:
     try:
         number = int(str(value).strip())
@@ -83,7 +116,7 @@ def choose_threads(
         return ThreadChoice(_positive(requested, "--threads"), cores, None, "--threads")
     if env.get(ENV, "").strip():
         return ThreadChoice(_positive(env[ENV], ENV), cores, None, ENV)
-    load = load_average() if load is None else max(0.0, load)
+    load = others_load() if load is None else max(0.0, load)
     # Ranks of one `accelerate launch` on this machine each call this; they split the free cores between them.
     ranks = max(1, int(env.get("LOCAL_WORLD_SIZE", "1") or 1))
     free = min(cores, cores - round(load))
@@ -113,4 +146,13 @@ def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-__all__ = ["ENV", "ThreadChoice", "apply_threads", "choose_threads", "load_average", "usable_cores"]
+__all__ = [
+    "ENV",
+    "ThreadChoice",
+    "apply_threads",
+    "busy_cores",
+    "choose_threads",
+    "load_average",
+    "others_load",
+    "usable_cores",
+]

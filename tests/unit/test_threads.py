@@ -85,3 +85,33 @@ def test_the_judge_option_reaches_the_hf_backend(
         assert capsys.readouterr().err.splitlines() == ["using 1 torch thread (--threads 1)"]
     finally:
         torch.set_num_threads(before)
+
+
+def test_busy_cores_reads_the_machine_work_between_two_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rmr1.threads as threads
+
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal: 400 jiffies pass, 100 of them idle or iowait
+    snapshots = iter(["cpu 100 0 100 700 100 0 0 0\n", "cpu 250 0 250 780 120 0 0 0\n"])
+    stat.write_text(next(snapshots))
+    monkeypatch.setattr(threads.time, "sleep", lambda _s: stat.write_text(next(snapshots)))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    assert threads.busy_cores(path=str(stat)) == pytest.approx(2 * 300 / 400)
+    assert threads.busy_cores(path=str(tmp_path / "missing")) is None  # no /proc: fall back to the load
+
+
+def test_a_process_own_recent_work_does_not_count_against_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rmr1.threads as threads
+
+    # the load average still holds the stage this process just ran; right now nothing else is busy
+    monkeypatch.setattr(threads, "load_average", lambda: 1.6)
+    monkeypatch.setattr(threads, "busy_cores", lambda: 0.1)
+    assert threads.others_load() == pytest.approx(0.1)
+    monkeypatch.setattr(threads, "busy_cores", lambda: 1.9)  # another process holds a core: the lower figure
+    assert threads.others_load() == pytest.approx(1.6)
+    monkeypatch.setattr(threads, "busy_cores", lambda: None)
+    assert threads.others_load() == pytest.approx(1.6)
+    monkeypatch.setattr(threads, "busy_cores", lambda: 0.1)
+    assert threads.choose_threads(cores=2, env={}).threads == 2
