@@ -97,6 +97,25 @@ def fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return rest
 
 
+def render_chat(tokenizer: Any, messages: list[dict[str, str]], *, fold: bool) -> tuple[str, bool]:
+    """The prompt text under the model's chat template (generation prompt added), and whether the system turn
+    is folded into the first user turn: ``fold`` says it already is (the template refused it before); a template
+    that refuses it now gets it folded, and the caller learns so from the second value (to say it once)."""
+    try:
+        chat = fold_system(messages) if fold else messages
+        return str(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)), fold
+    except TemplateError as exc:
+        # Gemma-style templates raise on a system turn; the judge's instructions still belong in the prompt.
+        has_system = any(m["role"] == "system" for m in messages)
+        if fold or not has_system or "system" not in str(exc).lower():
+            raise
+        _log.warning(
+            "the chat template rejects the system role (%s): its text now opens the first user turn",
+            _first_line(exc),
+        )
+        return render_chat(tokenizer, messages, fold=True)[0], True
+
+
 @dataclass(frozen=True)
 class _Prepared:
     index: int
@@ -139,22 +158,7 @@ class HFBackend:
     # -- prompt handling -------------------------------------------------------------------------------
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
         messages = [m.to_dict() for m in request.messages]
-        if self._fold_system:
-            messages = fold_system(messages)
-        try:
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        except TemplateError as exc:
-            # Gemma-style templates raise on a system turn; the judge's instructions still belong in the prompt.
-            has_system = any(m["role"] == "system" for m in messages)
-            if self._fold_system or not has_system or "system" not in str(exc).lower():
-                raise
-            self._fold_system = True
-            _log.warning(
-                "the chat template of %s rejects the system role (%s): its text now opens the first user turn",
-                self.model_name or "the model",
-                _first_line(exc),
-            )
-            return self.prompt_ids(request)
+        text, self._fold_system = render_chat(self.tokenizer, messages, fold=self._fold_system)
         ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return ids
 

@@ -19,7 +19,6 @@ The engine is built on first use, so ``rmr1 serve`` can build the async engine i
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,8 +29,6 @@ from rmr1.errors import require
 from rmr1.models import resolve_model
 from rmr1.probability import TokenLogprob, p_a_from_tokens, p_a_from_top
 from rmr1.types import Completion, GenerationRequest, SamplingParams
-
-_log = logging.getLogger("rmr1.backends.vllm")
 
 # Requests per judge window when the user sets no --batch-size: large, so vLLM's scheduler sees a run's pending
 # work at once, yet bounded, so a killed run loses at most one window of judgments.
@@ -105,22 +102,10 @@ class PromptRenderer:
 
     def render(self, request: GenerationRequest) -> tuple[list[int], bool]:
         """Token ids of the templated prompt, and whether the template itself opens a thought."""
-        from jinja2 import TemplateError
-
-        from rmr1.backends.hf import fold_system
+        from rmr1.backends.hf import render_chat
 
         messages = [m.to_dict() for m in request.messages]
-        if self._fold_system:
-            messages = fold_system(messages)
-        try:
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        except TemplateError as exc:
-            # Gemma-style templates raise on a system turn; the judge's instructions still belong in the prompt.
-            if self._fold_system or "system" not in str(exc).lower():
-                raise
-            self._fold_system = True
-            _log.warning("the chat template rejects the system role: its text now opens the first user turn")
-            return self.render(request)
+        text, self._fold_system = render_chat(self.tokenizer, messages, fold=self._fold_system)
         # The template already holds the BOS; adding special tokens again would shift the model's output.
         ids: list[int] = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return ids, str(text).rstrip().lower().endswith(_THINK)
