@@ -13,6 +13,10 @@ Weight formats:
   file and renamed into place under a file lock, so a crash never leaves half a file and two processes never
   convert at once.
 - ``native``: the GGUF as shipped (the embedded model's Q4_1/Q8_0 blocks), nothing converted.
+- a transformers checkpoint folder of a llama-family model that shares the embedded model's vocabulary (a judge
+  trained from it, or SmolLM2 from the hub): written once as an fp16 GGUF by ``gguf_export`` and cached under
+  ``$RMR1_HOME/openvino/exports`` keyed by a hash of its weights, config and chat template, so a retrained
+  checkpoint at the same path is exported again and an unchanged one is not. Its format is ``f16``.
 - ``ir``: a folder holding an OpenVINO IR (``openvino_model.xml``, e.g. from ``optimum-cli export openvino``);
   its weights are whatever the export chose.
 """
@@ -23,6 +27,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,19 +57,35 @@ def locate(model: str | None, weight_format: str = "f16") -> Weights:
     if model is None or model in ("", "default") or model.startswith("embedded:"):
         gguf, source = embedded_gguf(), model or DEFAULT_MODEL
     else:
-        path = Path(model).expanduser()
+        path = _local(model)
         if path.is_dir() and (path / _IR_FILE).is_file():
             return Weights(path, "ir", model, _ir_window(path))
+        if path.is_dir() and (path / "config.json").is_file():
+            exported = cached_export(path)
+            return Weights(exported, "f16", model, gguf_window(exported))
         if not (path.is_file() and path.suffix == ".gguf"):
             raise ModelLoadError(
-                f"the openvino backend reads the embedded model, a .gguf file or an OpenVINO IR folder "
-                f"(with {_IR_FILE}); {model!r} is none of these"
+                f"the openvino backend reads the embedded model, a .gguf file, a llama-family checkpoint "
+                f"folder or an OpenVINO IR folder (with {_IR_FILE}); {model!r} is none of these"
             )
         gguf, source = path, model
     window = gguf_window(gguf)
     if weight_format == "native":
         return Weights(gguf, "native", source, window)
     return Weights(cached_f16(gguf), "f16", source, window)
+
+
+def _local(model: str) -> Path:
+    """``model`` as a local path: itself, or a hub id's snapshot already in the local hub cache."""
+    path = Path(model).expanduser()
+    if path.exists() or model.count("/") != 1:
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # not cached, or no hub client: the caller's error names the model
+        return path
 
 
 def gguf_window(path: Path) -> int | None:
@@ -99,36 +120,44 @@ def cached_f16(gguf: Path) -> Path:
     return target
 
 
-def _write_f16(source: Path, target: Path) -> None:
-    """Rewrite ``source`` with every non-f32 tensor as fp16; metadata (tokenizer, chat template) unchanged."""
-    import numpy as np
-    from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
-    from gguf.quants import dequantize
+def _fingerprint(checkpoint: Path) -> str:
+    """A hash of what the export reads: the weights, the config and the tokenizer files."""
+    import hashlib
 
-    reader = GGUFReader(str(source))
-    arch = str(reader.fields["general.architecture"].contents())
+    digest = hashlib.sha256()
+    names = ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+    files = sorted(checkpoint.glob("*.safetensors")) + [checkpoint / n for n in names]
+    for file in files:
+        if not file.is_file():
+            continue
+        digest.update(file.name.encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def cached_export(checkpoint: Path) -> Path:
+    """The fp16 GGUF of a transformers checkpoint under ``$RMR1_HOME/openvino/exports``, written on first use
+    with the embedded model's tokenizer (``gguf_export``)."""
+    from rmr1.backends.gguf_export import check_exportable, export_gguf
+
+    check_exportable(checkpoint, embedded_gguf())  # before hashing what may be many GB of weights
+    target = rmr1_home() / "openvino" / "exports" / f"{checkpoint.name}-{_fingerprint(checkpoint)}.f16.gguf"
+    if target.is_file():
+        return target
+    with locked(target.parent / f".{target.name}.lock"):
+        if not target.is_file():
+            _atomic(target, lambda tmp: export_gguf(checkpoint, tmp, embedded_gguf()))
+    return target
+
+
+def _atomic(target: Path, write: Callable[[Path], None]) -> None:
+    """``write`` a temporary file beside ``target``, then rename it into place (removed on failure)."""
     handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     os.close(handle)
     try:
-        writer = GGUFWriter(tmp, arch)
-        for key, field in reader.fields.items():
-            # The writer adds the header fields and the architecture itself.
-            if key.startswith("GGUF.") or key == "general.architecture":
-                continue
-            value = (
-                1 if key == "general.file_type" else field.contents()
-            )  # 1: "mostly F16" in llama.cpp terms
-            sub = field.types[1] if field.types[0] == GGUFValueType.ARRAY and len(field.types) > 1 else None
-            writer.add_key_value(key, value, field.types[0], sub_type=sub)
-        for tensor in reader.tensors:
-            values = dequantize(tensor.data, tensor.tensor_type)
-            # Norm weights stay f32 as llama.cpp writes them; matrices become fp16.
-            wide = tensor.tensor_type == GGMLQuantizationType.F32
-            writer.add_tensor(tensor.name, values.astype(np.float32 if wide else np.float16))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
+        write(Path(tmp))
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from other users of a shared home
         os.replace(tmp, target)
     except BaseException:
@@ -137,4 +166,35 @@ def _write_f16(source: Path, target: Path) -> None:
         raise
 
 
-__all__ = ["WEIGHT_FORMATS", "Weights", "cached_f16", "gguf_window", "locate"]
+def _write_f16(source: Path, target: Path) -> None:
+    """Rewrite ``source`` with every non-f32 tensor as fp16; metadata (tokenizer, chat template) unchanged."""
+    _atomic(target, lambda tmp: _widen(source, tmp))
+
+
+def _widen(source: Path, tmp: Path) -> None:
+    import numpy as np
+    from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter
+    from gguf.quants import dequantize
+
+    reader = GGUFReader(str(source))
+    arch = str(reader.fields["general.architecture"].contents())
+    writer = GGUFWriter(str(tmp), arch)
+    for key, field in reader.fields.items():
+        # The writer adds the header fields and the architecture itself.
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        value = 1 if key == "general.file_type" else field.contents()  # 1: "mostly F16" in llama.cpp terms
+        sub = field.types[1] if field.types[0] == GGUFValueType.ARRAY and len(field.types) > 1 else None
+        writer.add_key_value(key, value, field.types[0], sub_type=sub)
+    for tensor in reader.tensors:
+        values = dequantize(tensor.data, tensor.tensor_type)
+        # Norm weights stay f32 as llama.cpp writes them; matrices become fp16.
+        wide = tensor.tensor_type == GGMLQuantizationType.F32
+        writer.add_tensor(tensor.name, values.astype(np.float32 if wide else np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+__all__ = ["WEIGHT_FORMATS", "Weights", "cached_export", "cached_f16", "gguf_window", "locate"]
