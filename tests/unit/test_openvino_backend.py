@@ -198,6 +198,11 @@ def test_missing_engine_names_the_extra(monkeypatch, ir_folder):
 
 
 def test_a_model_it_cannot_read_is_one_line(fake_engine, tmp_path):
-    (tmp_path / "config.json").write_text("{}")  # a transformers checkpoint, not GGUF or IR
-    with pytest.raises(ModelLoadError, match=r"a \.gguf file or an OpenVINO IR folder"):
+    (tmp_path / "config.json").write_text('{"model_type": "qwen2"}')  # a checkpoint it cannot export
+    with pytest.raises(ModelLoadError, match=r"llama-family checkpoints only .*convert_hf_to_gguf"):
+        make_backend("openvino", str(tmp_path))
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(
+        ModelLoadError, match=r"a \.gguf file, a llama-family checkpoint folder or an OpenVINO"
+    ):
         make_backend("openvino", str(tmp_path))

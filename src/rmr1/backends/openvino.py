@@ -3,7 +3,8 @@ building it names the extra (``pip install 'rmr1[openvino]'``).
 
 One ``ContinuousBatchingPipeline`` holds the model; every call hands it all its requests at once (the engine
 schedules them in continuous batches under a KV-cache budget) with prefix caching on, so the judge system
-prompt every request repeats, and the question an item's comparisons share, are computed once.
+prompt every request repeats, and the question an item's comparisons share, are computed once. Requests are
+handed over sorted by their token ids, which puts requests with a shared prefix next to each other.
 
 Prompts are rendered with the model's own chat template (the generation prompt added) and tokenized without
 adding special tokens again, as the transformers backend does, and sent as token ids: the prompt counted for
@@ -50,6 +51,7 @@ class OpenVINOBackend:
 
     engine = "openvino"
     logprobs = False  # no per-position log-probabilities (see the module doc)
+    preferred_batch_size = 1024  # the engine schedules a run's requests itself: hand it many at once
 
     def __init__(
         self,
@@ -116,6 +118,10 @@ class OpenVINOBackend:
                 continue
             sent.append(_Sent(i, ids, budget, request.sampling, opened))
         if sent:
+            # Requests that share a prefix (the system prompt, an item's question and first response) go to
+            # the engine side by side, so its prefix cache still holds the shared blocks when the next one
+            # comes: sorting the token ids puts every shared prefix in one run.
+            sent.sort(key=lambda item: item.ids)
             for item, completion in zip(sent, self._run(sent), strict=True):
                 results[item.index] = completion
         return [r for r in results if r is not None]

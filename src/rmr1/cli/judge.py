@@ -78,12 +78,13 @@ def _fingerprint(opts: JudgeOptions, judge_: Judge) -> str:
     """A short hash of what decides the judgments in an --out file, written on each line so a rerun with
     another model, template or sampling is refused rather than mixed in."""
     from rmr1.evaluation.run import served_model_of
-    from rmr1.evaluation.settings import template_sha
+    from rmr1.evaluation.settings import engine_of, template_sha
 
     jc = judge_.config
     decisive = [
         opts.model_name(),
         served_model_of(judge_.backend),
+        *engine_of(judge_.backend),  # engines and weight formats change greedy outputs too
         template_sha(judge_.template.system, judge_.template.user),
         jc.protocol,
         jc.samples,
@@ -106,7 +107,7 @@ def _resume(out: Path, settings: str) -> set[tuple[str, int, str, int]]:
     for line, rec in read_jsonl(out):
         if rec.get("settings") != settings:
             raise InputError(
-                "judged with other settings (model, template, protocol, samples, seed or sampling); "
+                "judged with other settings (model, engine, template, protocol, samples, seed or sampling); "
                 "use another --out or the original settings",
                 source=str(out),
                 line=line,
@@ -150,6 +151,7 @@ def judge(
     loaded = _read_pairs(pairs) if pairs is not None else None
     if loaded is None:
         PreferencePair.from_texts(prompt, response_a or "", response_b or "")  # validate before the model
+    opts = opts.resolved()
     judge_ = opts.build_judge()
     if loaded is None:
         started = time.perf_counter()

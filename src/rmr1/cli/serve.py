@@ -116,6 +116,7 @@ def _run(opts: JudgeOptions, settings: ServeSettings, log_level: str) -> None:
 
     from rmr1.serve import create_app
 
+    opts = opts.resolved()
     judge = opts.build_judge()
     # uvicorn finishes in-flight requests on SIGTERM, then re-raises the signal; this handler turns that last
     # signal into a clean exit (code 0) so supervisors see a graceful stop as one.

@@ -28,6 +28,7 @@ from rmr1.evaluation.settings import (
     default_protocol,
     engine_of,
     judge_options_for,
+    recorded_backend,
     template_sha,
 )
 from rmr1.jsonl import JsonlAppender
@@ -346,7 +347,7 @@ def evaluate(
         raise TypeError(f"pass judge settings ({', '.join(judge_settings)}) or a judge, not both")
     config = _eval_config(benchmark, out, own)
     opts = judge_options_for(judge, judge_settings, config.benchmark, cache)
-    labels = JudgeLabels(opts.model_name(), opts.backend, opts.template_name()) if opts else None
+    labels = None
     if opts is not None:
         opts.template_obj()  # a bad template fails before the model loads
     elif cache:
@@ -357,6 +358,9 @@ def evaluate(
         if isinstance(benchmark, Benchmark)
         else load_benchmark(config.benchmark, config.data, limit=config.limit)
     )
+    if opts is not None:  # ``auto`` picks its backend once the input is known good; a resume keeps its own
+        opts = opts.resolved(previous=recorded_backend(config.out))
+        labels = JudgeLabels(opts.model_name(), opts.backend, opts.template_name())
     if ray is not None:
         return _on_ray(config, opts, bench, labels, progress, ray)
     built: Judge = opts.build_judge() if opts is not None else judge

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rmr1.errors import ConfigError, InputError
@@ -167,6 +169,16 @@ def default_protocol(benchmark: str, protocol: str | None) -> str:
     return "both" if benchmark == "judgebench" else "single"
 
 
+def recorded_backend(out: str | Path) -> str | None:
+    """The backend an existing run directory's run.json names, if any (a resume keeps it)."""
+    try:
+        data = json.loads((Path(out) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    backend = data.get("backend") if isinstance(data, dict) else None
+    return backend if isinstance(backend, str) else None
+
+
 def judge_options_for(
     judge: Any, judge_settings: dict[str, Any], benchmark: str, cache: Any
 ) -> JudgeOptions | None:
@@ -192,6 +204,7 @@ __all__ = [
     "default_protocol",
     "engine_of",
     "judge_options_for",
+    "recorded_backend",
     "shard_of",
     "template_sha",
 ]
