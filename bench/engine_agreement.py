@@ -11,7 +11,13 @@ the verdict and the parse outcome are what a benchmark score sees. Prints one JS
 did not; ``accuracy_*``: each engine's share of correct verdicts.
 
     python bench/engine_agreement.py [--engine openvino] [--pairs 20] [--max-new-tokens 128] [--parse-mode paper]
-                                  [--template plain]
+                                  [--template plain | --template-file F.yaml] [--model CHECKPOINT]
+                                  [--preference PAIRS.jsonl]
+
+``--model``: a judge that writes verdicts (a checkpoint trained by ``rmr1 train``/``rmr1 demo``; the openvino
+engine exports it to GGUF once) makes ``same_verdict`` mean something: the embedded 135M model writes none.
+``--preference``: judge the first N pairs of a preference file (e.g. the demo's ``OUT/data/test_pairs.jsonl``)
+instead of RM-Bench.
 """
 
 from __future__ import annotations
@@ -26,14 +32,18 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engines import DEFAULT_DATA, available_engines, first_pairs, plan
+from engines import DEFAULT_DATA, available_engines, first_pairs
+from rmr1.benchmarks import load_benchmark
 from rmr1.judge import Call, Judge, JudgeConfig
+from rmr1.prompts import get_template
 from rmr1.threads import choose_threads, load_average
 from rmr1.types import Judgment
 
 
-def judged(engine: str, threads: int, calls: list[Call], judge: Judge) -> tuple[list[Judgment], float]:
-    judge = Judge(available_engines()[engine](threads), judge.template, judge.config)
+def judged(
+    engine: str, threads: int, calls: list[Call], judge: Judge, model: str | None
+) -> tuple[list[Judgment], float]:
+    judge = Judge(available_engines()[engine](threads, model), judge.template, judge.config)
     started = time.perf_counter()
     out = list(judge.run(calls))
     return out, time.perf_counter() - started
@@ -54,27 +64,37 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--parse-mode", default="strict", help="strict or paper (rmr1.verdicts)")
     parser.add_argument("--template", default="cor", help="cor, plain, ... (rmr1.prompts)")
+    parser.add_argument("--template-file", default=None, help="a YAML template (overrides --template)")
+    parser.add_argument("--model", default=None, help="default: the embedded model")
+    parser.add_argument("--preference", type=Path, default=None, help="a preference file instead of RM-Bench")
     args = parser.parse_args()
     if args.engine not in available_engines():
         raise SystemExit(
             f"engine {args.engine!r} is not installed; installed: {', '.join(available_engines())}"
         )
-    pairs = first_pairs(args.data, args.pairs)
+    pairs = (
+        load_benchmark("preference", str(args.preference), limit=args.pairs).pairs
+        if args.preference
+        else first_pairs(args.data, args.pairs)
+    )
     config = JudgeConfig(
         max_new_tokens=args.max_new_tokens, batch_size=len(pairs), parse_mode=args.parse_mode
     )
-    planner = Judge(None, args.template, config)  # type: ignore[arg-type]  # plans; each engine judges
-    calls = plan(pairs, args.max_new_tokens, template=args.template, config=config)
+    template = get_template(args.template, args.template_file)
+    planner = Judge(None, template, config)  # type: ignore[arg-type]  # plans; each engine judges
+    calls = [call for pair in pairs for call in planner.plan(pair)]
     threads = choose_threads(args.threads).threads
     load_before = load_average()
-    base, base_s = judged("hf", threads, calls, planner)
-    other, other_s = judged(args.engine, threads, calls, planner)
+    base, base_s = judged("hf", threads, calls, planner, args.model)
+    other, other_s = judged(args.engine, threads, calls, planner, args.model)
     both = list(zip(base, other, strict=True))
     line = {
         "engine": args.engine,
         "baseline": "hf",
         "pairs": len(both),
-        "template": args.template,
+        "data": str(args.preference or args.data),
+        "template": args.template_file or args.template,
+        "model": args.model or "embedded",
         "max_new_tokens": args.max_new_tokens,
         "parse_mode": args.parse_mode,
         "same_verdict": share([a.verdict == b.verdict for a, b in both]),

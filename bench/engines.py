@@ -4,7 +4,9 @@ Workloads (``cor`` template, single order, greedy; the judge system prompt is th
 
 - ``w16``: the first N RM-Bench chat items, chosen[0] vs rejected[0];
 - ``w9``: the 3x3 comparisons (chosen[i] vs rejected[j]) of one item, whose question is shared too: the
-  prefix-reuse workload.
+  prefix-reuse workload (``--items N``: the nine of each of the first N items);
+- ``bon``: RMB best-of-n sets (Helpfulness/Chat), the best response against each loser: the question and the
+  best response are shared within a set.
 
 Engines: ``hf`` (transformers, batched, bf16 where the CPU has it: the baseline), ``openvino`` (fp16 weights),
 ``openvino-native`` (the GGUF's own quantized blocks), ``openvino-noprefix`` (fp16, prefix caching off: what
@@ -23,11 +25,17 @@ from rmr1.judge import Call, Judge, JudgeConfig
 from rmr1.types import PreferencePair
 
 _RM_BENCH = Path("shared") / "benchmarks" / "rm-bench" / "chat_filtered.json"
-# ../shared beside the checkout, or beside the folder of worktrees a checkout may sit in.
-DEFAULT_DATA = next(
-    (p / _RM_BENCH for p in Path(__file__).resolve().parents[2:4] if (p / _RM_BENCH).is_file()),
-    Path(__file__).resolve().parents[2] / _RM_BENCH,
-)
+_RMB_BON = Path("shared") / "benchmarks" / "rmb" / "RMB_dataset" / "BoN_set" / "Helpfulness" / "Chat"
+
+
+def _beside_checkout(relative: Path) -> Path:
+    """../shared beside the checkout, or beside the folder of worktrees a checkout may sit in."""
+    parents = Path(__file__).resolve().parents
+    return next((p / relative for p in parents[2:4] if (p / relative).exists()), parents[2] / relative)
+
+
+DEFAULT_DATA = _beside_checkout(_RM_BENCH)
+DEFAULT_BON = _beside_checkout(_RMB_BON)
 
 
 def rm_bench_items(path: Path, n: int) -> list[dict[str, Any]]:
@@ -45,16 +53,27 @@ def first_pairs(path: Path, n: int) -> list[PreferencePair]:
     ]
 
 
-def three_by_three(path: Path, item: int = 0) -> list[PreferencePair]:
-    """The nine comparisons of one item (RM-Bench's official cells)."""
-    record = rm_bench_items(path, item + 1)[item]
+def three_by_three(path: Path, items: int = 1) -> list[PreferencePair]:
+    """The nine comparisons (RM-Bench's official cells) of each of the first ``items`` items."""
     return [
         PreferencePair.from_texts(
             record["prompt"], chosen, rejected, item_id=str(record["id"]), pair=3 * i + j
         )
+        for record in rm_bench_items(path, items)
         for i, chosen in enumerate(record["chosen"][:3])
         for j, rejected in enumerate(record["rejected"][:3])
     ]
+
+
+def bon_sets(path: Path, sets: int) -> list[PreferencePair]:
+    """The pairs (best vs each loser) of the first ``sets`` RMB best-of-n sets under ``path``."""
+    from rmr1.benchmarks import load_benchmark
+
+    if not path.exists():
+        raise SystemExit(f"RMB best-of-n folder not found: {path} (pass --bon-data)")
+    pairs = load_benchmark("rmb", str(path)).pairs
+    wanted = list(dict.fromkeys(p.item_id for p in pairs))[:sets]
+    return [p for p in pairs if p.item_id in set(wanted)]
 
 
 def plan(
@@ -71,32 +90,43 @@ def plan(
     return [call for pair in pairs for call in judge.plan(pair)]
 
 
-def _openvino(**options: Any) -> Callable[[int], Any]:
-    def build(threads: int) -> Any:
+Builder = Callable[[int, "str | None"], Any]  # (threads, model) -> backend
+
+
+def _openvino(**options: Any) -> Builder:
+    def build(threads: int, model: str | None = None) -> Any:
         from rmr1.backends.openvino import OpenVINOBackend
 
-        return OpenVINOBackend(None, threads=threads, **options)
+        return OpenVINOBackend(model, threads=threads, **options)
 
     return build
 
 
-def _hf(threads: int) -> Any:
+def _hf(threads: int, model: str | None = None) -> Any:
     from rmr1.backends.cpu_dtype import cpu_supports_bf16
     from rmr1.backends.hf import HFBackend
 
     dtype = "bfloat16" if cpu_supports_bf16() else "float32"
-    return HFBackend(None, batch_size=16, dtype=dtype, threads=threads)
+    return HFBackend(model, batch_size=16, dtype=dtype, threads=threads)
 
 
-def _vllm(threads: int) -> Any:
+def _hf_fp32(threads: int, model: str | None = None) -> Any:
+    """transformers in float32: how far two precisions of one engine drift apart is the yardstick for the
+    agreement of two engines."""
+    from rmr1.backends.hf import HFBackend
+
+    return HFBackend(model, batch_size=16, dtype="float32", threads=threads)
+
+
+def _vllm(threads: int, model: str | None = None) -> Any:
     from rmr1.backends.vllm import VLLMBackend
 
-    return VLLMBackend(None, max_model_len=8192)
+    return VLLMBackend(model, max_model_len=8192)
 
 
-def available_engines() -> dict[str, Callable[[int], Any]]:
-    """Engine name -> builder(threads), for the engines importable in this interpreter; ``hf`` first."""
-    engines: dict[str, Callable[[int], Any]] = {"hf": _hf}
+def available_engines() -> dict[str, Builder]:
+    """Engine name -> builder(threads, model), for the engines importable in this interpreter; ``hf`` first."""
+    engines: dict[str, Builder] = {"hf": _hf, "hf-fp32": _hf_fp32}
     if importlib.util.find_spec("openvino_genai") is not None:
         engines["openvino"] = _openvino()
         engines["openvino-native"] = _openvino(weight_format="native")
