@@ -88,6 +88,9 @@ class GRPORecipe:
     # rm_r1 (the paper's last-80-characters rule), strict (the strict parser) or consistent (J1-style: +1 only
     # when right in both orders of the pair, rmr1.train.consistency; the data then holds both orders)
     reward: str = "rm_r1"
+    # Each pair in both orders, side by side in one rollout (AB then BA), whatever the reward: a batch whose
+    # positions balance pair by pair, so a drift toward one letter earns nothing (always on for consistent)
+    paired_orders: bool = False
     num_generations: int = 7  # group size n
     rollout_batch_prompts: int = 1024  # prompts per generation round
     mini_batch_prompts: int = 128  # prompts per optimizer step
@@ -293,10 +296,10 @@ def check_recipe(recipe: SFTRecipe | GRPORecipe) -> None:
             raise ConfigError(
                 f"config key 'reward': choose rm_r1, strict or consistent, got {recipe.reward!r}"
             )
-        if recipe.reward == "consistent" and recipe.rollout_batch_prompts % 2:
+        if (recipe.reward == "consistent" or recipe.paired_orders) and recipe.rollout_batch_prompts % 2:
             raise ConfigError(
-                "config key 'rollout_batch_prompts': reward=consistent needs an even number "
-                "(both orders of each pair in one rollout)"
+                "config key 'rollout_batch_prompts': reward=consistent and paired_orders need an even "
+                "number (both orders of each pair in one rollout)"
             )
         if recipe.num_generations < 2:
             raise ConfigError("config key 'num_generations': GRPO needs at least 2 completions per prompt")

@@ -56,7 +56,7 @@ def paired_layout(records: Sequence[dict[str, Any]], seed: int) -> list[dict[str
     for i, record in enumerate(records):
         if "pair_id" not in record or record.get("order") not in ORDERS:
             raise InputError(
-                "reward=consistent needs both orders of each pair with pair_id and order columns "
+                "reward=consistent and paired_orders need both orders of each pair with pair_id and order columns "
                 "(build the data with `rmr1 train data --both-orders`)",
                 line=i + 1,
                 field="pair_id",

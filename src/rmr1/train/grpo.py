@@ -131,6 +131,11 @@ def split_rollout(recipe: GRPORecipe, world: int) -> tuple[int, int, int, list[s
     return size, per_world // size, rollout * n // (size * world), notes
 
 
+def pairs_both_orders(recipe: GRPORecipe) -> bool:
+    """Both orders of each pair side by side in the data (and TRL's shuffle off to keep them so)."""
+    return recipe.reward == "consistent" or recipe.paired_orders
+
+
 def grpo_args(recipe: GRPORecipe, world: int | None = None) -> tuple[dict[str, Any], list[str]]:
     world = world or world_size()
     per_device, accumulation, steps_per_generation, notes = split_rollout(recipe, world)
@@ -150,9 +155,9 @@ def grpo_args(recipe: GRPORecipe, world: int | None = None) -> tuple[dict[str, A
         top_p=recipe.top_p,
         max_completion_length=recipe.max_completion_length,
         use_vllm=recipe.use_vllm,
-        # The consistency reward needs both orders of a pair in one batch: the dataset is laid out pair by
-        # pair and shuffled by pair already (rmr1.train.consistency), so TRL must keep that order.
-        shuffle_dataset=recipe.reward != "consistent",
+        # Paired orders (and the consistency reward) need both orders of a pair in one batch: the dataset is
+        # laid out pair by pair and shuffled by pair already (rmr1.train.consistency), so TRL keeps that order.
+        shuffle_dataset=not pairs_both_orders(recipe),
     )
     if recipe.use_vllm:
         args.update(
@@ -190,17 +195,17 @@ def grpo_dataset(recipe: GRPORecipe, tokenizer: Any) -> tuple[Any, int]:
 
     path = recipe.template
     template = get_template(file=path) if path.endswith((".yaml", ".yml")) else get_template(path)
-    consistent = recipe.reward == "consistent"
+    both = pairs_both_orders(recipe)
     records = judge_prompts(
         recipe.dataset,
         split=recipe.dataset_split,
         template=template,
         limit=recipe.limit,
-        both_orders=consistent,
+        both_orders=both,
     )
     kept, dropped = drop_long_prompts(records, tokenizer, recipe.max_prompt_length)
-    columns = ("prompt", "winner", "pair_id", "order") if consistent else ("prompt", "winner")
-    if consistent:
+    columns = ("prompt", "winner", "pair_id", "order") if both else ("prompt", "winner")
+    if both:
         kept = paired_layout(kept, recipe.seed)  # a pair that lost one order to the length limit goes too
         dropped = len(records) - len(kept)
     if not kept:
