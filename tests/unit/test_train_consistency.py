@@ -116,6 +116,16 @@ def test_recipe_accepts_consistent_with_an_even_rollout() -> None:
     check_recipe(GRPORecipe(dataset="x.jsonl", reward="consistent", rollout_batch_prompts=8))
     with pytest.raises(ConfigError, match="even"):
         check_recipe(GRPORecipe(dataset="x.jsonl", reward="consistent", rollout_batch_prompts=7))
+    with pytest.raises(ConfigError, match="paired_orders"):
+        check_recipe(GRPORecipe(dataset="x.jsonl", paired_orders=True, rollout_batch_prompts=7))
+
+
+def test_paired_orders_lays_out_both_orders_with_the_paper_reward() -> None:
+    from rmr1.train.grpo import pairs_both_orders
+
+    assert pairs_both_orders(GRPORecipe(dataset="x.jsonl", paired_orders=True))
+    assert pairs_both_orders(GRPORecipe(dataset="x.jsonl", reward="consistent"))
+    assert not pairs_both_orders(GRPORecipe(dataset="x.jsonl"))
 
 
 def test_train_data_both_orders_from_the_command_line(tmp_path: Path) -> None:
