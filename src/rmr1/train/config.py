@@ -69,6 +69,7 @@ class SFTRecipe:
     lora: LoraSettings = field(default_factory=LoraSettings)
     deepspeed: str | None = None  # a DeepSpeed JSON (or use an accelerate config with DeepSpeed)
     seed: int = 42
+    threads: int | None = None  # CPU torch threads; None: rmr1.threads chooses from the free cores
     logging_steps: int = 1
     save_strategy: str = "no"  # the final model is always saved; "steps"/"epoch" add checkpoints
     report_to: str = "none"
@@ -121,6 +122,7 @@ class GRPORecipe:
     vllm_gpu_memory_utilization: float = 0.3
     deepspeed: str | None = None
     seed: int = 42
+    threads: int | None = None  # CPU torch threads; None: rmr1.threads chooses from the free cores
     logging_steps: int = 1
     save_strategy: str = "no"
     report_to: str = "none"

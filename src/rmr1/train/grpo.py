@@ -236,7 +236,7 @@ def run_grpo(recipe: GRPORecipe, *, log: Any = print) -> TrainResult:
 
     from rmr1.threads import apply_threads
 
-    apply_threads()
+    apply_threads(recipe.threads)
     config, notes = build_grpo_config(recipe)
     fit_attention(config, notes)
     tokenizer, model_path = load_tokenizer(recipe.model)

@@ -129,7 +129,7 @@ def run_sft(recipe: SFTRecipe, *, log: Any = print) -> TrainResult:
 
     from rmr1.threads import apply_threads
 
-    apply_threads()
+    apply_threads(recipe.threads)
 
     config, notes = build_sft_config(recipe)
     fit_attention(config, notes)
