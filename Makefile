@@ -55,10 +55,11 @@ $(LLAMA_STAMP): $(LLAMA_WHEELS)/.built | $(STAMP)
 	$(PIP) install -q -c constraints.txt "$$(ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl)[server]"
 	rm -f $(VENV)/.llama-cpp-* && touch $@
 
-demo: setup
+# The demo needs no llama.cpp, so it does not wait for that build.
+demo: $(STAMP)
 	$(VENV)/bin/rmr1 demo
 
-demo-quick: setup
+demo-quick: $(STAMP)
 	$(VENV)/bin/rmr1 demo --quick
 
 test: setup

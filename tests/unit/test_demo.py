@@ -23,14 +23,17 @@ from rmr1.types import GenerationRequest, Message
 
 
 def test_held_out_pairs_read_back_through_the_preference_benchmark(tmp_path: Path) -> None:
-    cfg = DemoConfig(tmp_path, train_pairs=10, test_pairs=6)
+    cfg = DemoConfig(tmp_path, train_pairs=10, distill_pairs=10, test_pairs=6)
     prompts = prepare_task(cfg)
     task = make_task(10, 6, seed=0)
     bench = load_benchmark("preference", str(tmp_path / "data" / "test_pairs.jsonl"))
     assert [(p.item_id, p.question, p.chosen, p.rejected, p.subset) for p in bench.pairs] == [
         (p.item_id, p.question, p.chosen, p.rejected, p.subset) for p in task.test
     ]
-    assert len(prompts) == 10 and (tmp_path / "data" / "judge_prompts.jsonl").is_file()
+    # the teacher distils the first distill_pairs pairs, each in both orders
+    assert len(prompts) == 2 * cfg.distill_pairs == 2 * 10 and {r["order"] for r in prompts} == {"AB", "BA"}
+    assert (tmp_path / "data" / "judge_prompts.jsonl").is_file()
+    assert len((tmp_path / "data" / "rl_pairs.jsonl").read_text().splitlines()) == 0
     # the held-out split never shares a number pair with training
     numbers = {tuple(re.findall(r"\d+", p.question)) for p in task.train}
     assert not numbers & {tuple(re.findall(r"\d+", p.question)) for p in task.test}
@@ -56,7 +59,9 @@ def test_teacher_is_right_when_careful_and_repairs_a_slip_on_the_second_look(ord
 @pytest.fixture(scope="module")
 def stage_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
     out = tmp_path_factory.mktemp("demo")
-    cfg = DemoConfig(out, train_pairs=8, test_pairs=4, max_new_tokens=6, eval_batch=8, threads=1)
+    cfg = DemoConfig(
+        out, train_pairs=8, test_pairs=4, max_new_tokens=6, eval_batch=8, backend="hf", threads=1
+    )
     prepare_task(cfg)
     result = DemoResult(out, seconds={"sft": 1.5})
     result.stages["base"] = evaluate_stage("base", str(tiny_model), cfg)
@@ -82,7 +87,7 @@ def test_a_stage_is_an_ordinary_run_directory_judged_in_both_orders(stage_run: D
 
 
 def test_a_stage_run_again_judges_afresh_instead_of_resuming(stage_run: DemoResult, tiny_model: Path) -> None:
-    cfg = DemoConfig(stage_run.out_dir, test_pairs=4, max_new_tokens=6, eval_batch=8, threads=1)
+    cfg = DemoConfig(stage_run.out_dir, test_pairs=4, max_new_tokens=6, eval_batch=8, backend="hf", threads=1)
     log = RunDir(stage_run.out_dir / "runs" / "base").judgments
     log.write_text(log.read_text() + log.read_text().splitlines(keepends=True)[0])  # a stale extra line
     again = evaluate_stage("base", str(tiny_model), cfg)
@@ -116,3 +121,51 @@ def test_summary_and_report_come_from_the_stage_runs(stage_run: DemoResult) -> N
     ]
     assert all(set(e.judgments) == {"base", "sft"} for e in shown)
     assert f"{stage_run.stages['base'].accuracy:.1%}" in page
+
+
+def test_splits_do_not_move_when_the_other_split_grows() -> None:
+    small, large = make_task(10, 20, seed=5), make_task(300, 40, seed=5)
+    assert [p.question for p in small.test] == [p.question for p in large.test[:20]]
+    assert [(p.question, p.chosen, p.rejected) for p in small.train] == [
+        (p.question, p.chosen, p.rejected) for p in large.train[:10]
+    ]
+
+
+def test_distractors_are_close_wrong_sums_of_their_kind() -> None:
+    import random
+
+    from rmr1.demo.task import DISTRACTORS, distractor
+
+    rng = random.Random(0)
+    assert distractor(47, 38, "carry", rng) == 75 and distractor(41, 38, "carry", rng) is None
+    assert distractor(47, 38, "swap", rng) == 58 and distractor(45, 55, "swap", rng) is None
+    assert abs(distractor(47, 38, "ones", rng) - 85) in (1, 2)  # type: ignore[operator]
+    assert abs(distractor(47, 38, "tens", rng) - 85) == 10  # type: ignore[operator]
+    task = make_task(200, 0, seed=1)
+    assert {p.subset for p in task.train} == set(DISTRACTORS)
+    for pair in task.train:
+        a, b = (int(n) for n in re.findall(r"\d+", pair.question)[:2])
+        right, wrong = (int(re.findall(r"\d+", text)[-1]) for text in (pair.chosen, pair.rejected))
+        assert right == a + b and wrong != right and abs(wrong - right) < 100
+
+
+@pytest.mark.parametrize(("x", "y"), [(47, 38), (12, 31), (99, 99), (50, 50)])
+def test_column_working_adds_up_and_a_slip_changes_only_the_carry(x: int, y: int) -> None:
+    from rmr1.demo.task import column_sum
+
+    working, total = column_sum(x, y)
+    assert total == x + y and working.endswith(f"Total: {x + y}.")
+    carried = (x % 10 + y % 10) >= 10
+    _, slipped = column_sum(x, y, -1 if carried else 1)
+    assert slipped == x + y + (-10 if carried else 10)
+
+
+def test_a_careless_trace_stays_consistent_with_its_own_wrong_total() -> None:
+    from rmr1.demo.task import ShownPair, trace_for
+
+    shown = ShownPair("What is 47 + 38?", "The sum is 85.", "The sum is 75.")
+    careful, careless = trace_for(shown), trace_for(shown, careless=True)
+    assert "Total: 85." in careful and "85 is A's answer. 75 is B's answer. My total 85 is A's" in careful
+    assert careful.endswith("[[A]]</answer>")
+    assert "Total: 75." in careless and "My total 75 is B's" in careless
+    assert careless.endswith("[[B]]</answer>")

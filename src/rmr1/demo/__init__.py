@@ -5,12 +5,12 @@ like any run.
     result = run_demo(demo_config(quick=True, out_dir="demo-output/quick"))
     result.stages["sft"].accuracy, result.stages["sft"].interval
 
-- ``task``: the generated verifiable preference task (one-digit additions, a held-out split of number pairs
-  never trained on), the demo's short Chain-of-Rubrics template and the scripted teacher, which implements the
-  backend protocol so it goes through the same ``rmr1.train.distill`` code an LLM teacher does.
+- ``task``: the generated verifiable preference task (two-digit additions against close wrong answers, a held-out
+  split of number pairs never trained on), the demo's short Chain-of-Rubrics template and the scripted teacher,
+  which implements the backend protocol so it goes through the same ``rmr1.train.distill`` code an LLM teacher does.
 - ``pipeline``: the stages (distill -> base eval -> SFT -> eval -> GRPO -> eval), each timed. Every held-out
   evaluation is a run directory ``OUT/runs/{base,sft,grpo}`` written by ``rmr1.evaluation.evaluate`` (the
-  ``preference`` benchmark, both orders, hf backend on the stage's checkpoint).
+  ``preference`` benchmark, both orders, the ``auto`` backend on the stage's checkpoint).
 - ``report``: ``OUT/report.html``, linking each stage's own report and adding the stage table, training curves
   and traces before and after.
 

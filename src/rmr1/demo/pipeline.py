@@ -2,10 +2,11 @@
 base model -> SFT (LoRA) -> evaluation -> GRPO with the paper's reward -> evaluation -> summary and report.
 
 A held-out evaluation is an ordinary run of ``rmr1.evaluation.evaluate``: the ``preference`` benchmark on
-``OUT/data/test_pairs.jsonl``, the demo's template as ``OUT/data/template.yaml``, the hf backend on the stage's
-checkpoint, both orders. Its run directory ``OUT/runs/<stage>`` holds run.json, judgments.jsonl, scores.json
-(accuracy with its bootstrap interval, position consistency, parse failures) and report.html, so
-``rmr1 rescore`` / ``rmr1 report`` / ``rmr1 compare`` work on it and ``rmr1 eval`` with the same flags reproduces it.
+``OUT/data/test_pairs.jsonl``, the demo's template as ``OUT/data/template.yaml``, the ``auto`` backend (the fast CPU
+engine where it runs) on the stage's checkpoint, both orders. Its run directory ``OUT/runs/<stage>`` holds run.json,
+judgments.jsonl, scores.json (accuracy with its bootstrap interval, position consistency, parse failures) and
+report.html, so ``rmr1 rescore`` / ``rmr1 report`` / ``rmr1 compare`` work on it and ``rmr1 eval`` with the same
+flags reproduces it.
 """
 
 from __future__ import annotations
@@ -30,18 +31,23 @@ class DemoConfig:
     out_dir: Path = Path("demo-output")
     quick: bool = False
     model: str | None = None  # None: the embedded SmolLM2-135M-Instruct
-    train_pairs: int = 128
-    test_pairs: int = 32
-    careless_share: float = 0.2  # the scripted teacher's first-pass slips (the paper's teacher: ~25%)
+    train_pairs: int = (
+        512  # labelled training pairs; the first distill_pairs go to the teacher, the rest to GRPO
+    )
+    distill_pairs: int = 64  # the paper distilled ~12% of its data
+    test_pairs: int = 300
+    careless_share: float = 0.25  # the scripted teacher's first-pass slips (the paper's teacher: ~25%)
     sft_steps: int = 24
     sft_batch: int = 8
     sft_lr: float = 2e-3
-    grpo_steps: int = 4
-    grpo_prompts: int = 2  # prompts per step
+    grpo_steps: int = 12
+    grpo_prompts: int = 4  # prompts per step: two pairs, each in both orders (paired_orders)
     num_generations: int = 4
-    grpo_lr: float = 1e-4
-    max_new_tokens: int = 72  # a teacher trace is about 65 tokens
-    eval_batch: int = 16
+    grpo_lr: float = 2e-4
+    grpo_beta: float = 0.1  # KL to the SFT policy; without it GRPO drifts into always answering A
+    max_new_tokens: int = 128  # a teacher trace is about 100 tokens; room for a longer one to finish
+    eval_batch: int | None = None  # requests per engine call; None: the backend's preferred window
+    backend: str = "auto"  # the engine the held-out pairs are judged with (rmr1.backends.select)
     threads: int | None = None  # torch threads; None: rmr1.threads chooses from the free cores
     seed: int = 0
 
@@ -57,11 +63,11 @@ def demo_config(
             Path(out_dir),
             True,
             model,
-            train_pairs=48,
-            test_pairs=12,
-            sft_steps=6,
+            test_pairs=40,
+            sft_steps=10,
+            sft_lr=5e-3,  # 10 steps at the full demo's 2e-3 answered one letter
             grpo_steps=1,
-            eval_batch=12,
+            grpo_prompts=2,
             threads=threads,
         )
     return DemoConfig(Path(out_dir), False, model, threads=threads)
@@ -151,7 +157,7 @@ def evaluate_stage(name: str, model: str, cfg: DemoConfig, train_seconds: float 
         run_dir,
         data=str(data / "test_pairs.jsonl"),
         model=model,
-        backend="hf",
+        backend=cfg.backend,
         template_file=str(data / "template.yaml"),
         protocol=PROTOCOL,
         seed=cfg.seed,
@@ -187,6 +193,7 @@ def _sft(cfg: DemoConfig, model: str, data: Path, out: Path) -> Any:
         per_device_batch_size=cfg.sft_batch,
         precision=_precision(),
         seed=cfg.seed,
+        threads=cfg.threads,
         lora={"enabled": True, "r": 16, "alpha": 32},
     )
     return run_sft(recipe, log=lambda *_: None)
@@ -212,7 +219,10 @@ def _grpo(cfg: DemoConfig, model: str, data: Path, out: Path) -> Any:
         max_completion_length=cfg.max_new_tokens,
         precision=_precision(),
         seed=cfg.seed,
-        beta=0.0,
+        threads=cfg.threads,
+        beta=cfg.grpo_beta,
+        template=str(cfg.out_dir / "data" / "template.yaml"),
+        paired_orders=True,
         lora={"enabled": True, "r": 16, "alpha": 32},
     )
     return run_grpo(recipe, log=lambda *_: None)
@@ -228,17 +238,20 @@ def _timed(result: DemoResult, step: str, log: Callable[[str], None], fn: Callab
 
 
 def prepare_task(cfg: DemoConfig) -> list[dict[str, Any]]:
-    """The task's files: judge prompts for distillation and GRPO (returned too), held-out pairs and the
-    template to judge them with."""
+    """The task's files: judge prompts of every training pair, the pairs GRPO trains on, the held-out pairs and
+    the template to judge them with. Returns the prompts the teacher distils: the first ``distill_pairs``
+    pairs, each in both orders, so SFT cannot learn a favourite position from them."""
     from rmr1.train.mixes import build_judge_dataset
 
     data = cfg.out_dir / "data"
     task = make_task(cfg.train_pairs, cfg.test_pairs, seed=cfg.seed)
-    prompts = build_judge_dataset(task.train, DEMO_TEMPLATE)
-    _write_jsonl(data / "judge_prompts.jsonl", prompts)
+    _write_jsonl(data / "judge_prompts.jsonl", build_judge_dataset(task.train, DEMO_TEMPLATE))
+    # GRPO's pairs: the labelled pairs not distilled, as a preference file, so each can be judged in both
+    # orders side by side (paired_orders).
+    _write_jsonl(data / "rl_pairs.jsonl", preference_rows(task.train[cfg.distill_pairs :]))
     _write_jsonl(data / "test_pairs.jsonl", preference_rows(task.test))
     _write_template(data / "template.yaml")
-    return prompts
+    return build_judge_dataset(task.train[: cfg.distill_pairs], DEMO_TEMPLATE, both_orders=True)
 
 
 def _distill(
@@ -282,7 +295,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> DemoResult:
     _stage(result, cfg, "base", base, log)
     _timed(result, "sft", log, lambda: _sft(cfg, base, sft_data, out / "sft"))
     _stage(result, cfg, "sft", str(out / "sft"), log)
-    rl_data = out / "data" / "judge_prompts.jsonl"
+    rl_data = out / "data" / "rl_pairs.jsonl"
     _timed(result, "grpo", log, lambda: _grpo(cfg, str(out / "sft"), rl_data, out / "grpo"))
     _stage(result, cfg, "grpo", str(out / "grpo"), log)
     write_summary(result, cfg)

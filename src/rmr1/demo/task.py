@@ -1,14 +1,20 @@
 """The demo's verifiable preference task and its scripted teacher.
 
-Task: one-digit additions ("What is 7 + 5?"); the preferred response states the right sum, the rejected one a
-subtly wrong sum (off by one or two, or by ten). Held-out questions use number pairs that never occur in
-training. Prompts use a short Chain-of-Rubrics template so a 135M model on a CPU judges them quickly.
+Task: two-digit additions ("What is 47 + 38?"). The preferred response states the right sum; the rejected one
+a close wrong sum of the kinds people and small models actually produce: the carry dropped (75), a ones digit
+off by one or two (84, 87), a tens digit off by one (95), or the last two digits swapped (58). Every distractor
+shares most digits with the right sum, so a judge cannot pick by shape or size: it has to do the addition.
+Held-out questions use number pairs that never occur in training.
+
+The reference trace reasons rather than looks up: it adds column by column (ones, carry, tens), then ties each
+chatbot's number to its letter and finds its own total among them. Every step is a one-digit fact or a copy, which a
+135M model can learn, but the chain is long enough that a model trained on a few dozen traces still slips, which
+leaves room for reinforcement learning on the labelled pairs.
 
 The scripted teacher stands in for the LLM teacher of the paper (Claude, then o3): it implements the backend
-protocol, reads the judge prompt like any teacher would, and writes a short Chain-of-Rubrics trace
-(type, solution, evaluation, verdict). To exercise the second pass it is careless on a fixed share of first
-attempts (its sum lands on the wrong response's number); when the prompt carries the pass-2 note it
-works the sum out with care.
+protocol, reads the judge prompt like any teacher would and writes the trace. To exercise the second pass it is
+careless on a fixed share of first attempts (it drops or invents a carry, or slips on a digit, and so lands on
+the wrong chatbot's number); when the prompt carries the pass-2 note it works the sum out with care.
 """
 
 from __future__ import annotations
@@ -26,14 +32,15 @@ from rmr1.train.distill import HINT_MARKER
 from rmr1.types import Completion, GenerationRequest, Message, PreferencePair
 
 DEMO_SYSTEM = (
-    "Judge which chatbot answered correctly. Give the task type in <type>, solve it in <solution>, compare "
-    "the answers in <eval>, then end with <answer>[[A]]</answer> or <answer>[[B]]</answer>."
+    "Judge which chatbot answered correctly. Give the task type in <type>, add the numbers column by column "
+    "in <solution>, check each answer against your total in <eval>, then end with <answer>[[A]]</answer> or "
+    "<answer>[[B]]</answer>."
 )
 DEMO_TEMPLATE = JudgeTemplate("demo-arithmetic", DEMO_SYSTEM, "{pair}", "short CoR template for the CPU demo")
 
-_QUESTIONS = ("What is {a} + {b}?", "Compute {a} + {b}.", "Add {a} and {b}.")
-_ANSWERS = ("{a} + {b} = {c}.", "The answer is {c}.", "It is {c}.")
-_OFFSETS = (-2, -1, 1, 2, 10, -10)
+_QUESTIONS = ("What is {a} + {b}?", "Compute {a} + {b}.", "Add {a} and {b}.", "What do {a} and {b} sum to?")
+_ANSWERS = ("{a} + {b} = {c}.", "The answer is {c}.", "It is {c}.", "The sum is {c}.")
+DISTRACTORS = ("carry", "ones", "tens", "swap")
 _NUMBER = re.compile(r"-?\d+")
 
 
@@ -43,17 +50,35 @@ class TaskSplit:
     test: list[PreferencePair]
 
 
-def _pair(rng: random.Random, a: int, b: int, item_id: str, subset: str) -> PreferencePair:
+def distractor(a: int, b: int, kind: str, rng: random.Random) -> int | None:
+    """A close wrong sum of ``kind``, or None when that kind does not apply to ``a + b``."""
     right = a + b
-    wrong = right + rng.choice([d for d in _OFFSETS if right + d > 0])
+    carry = (a % 10 + b % 10) >= 10
+    if kind == "carry":
+        return right - 10 if carry else None
+    if kind == "ones":
+        return right + rng.choice((-2, -1, 1, 2))
+    if kind == "tens":
+        return right + rng.choice((-10, 10))
+    if kind == "swap":
+        text = str(right)
+        swapped = int(text[:-2] + text[-1] + text[-2])
+        return swapped if swapped != right and text[-2] != "0" else None
+    raise ValueError(f"unknown distractor kind {kind!r}")
+
+
+def _pair(rng: random.Random, a: int, b: int, item_id: str) -> PreferencePair:
+    kinds = list(DISTRACTORS)
+    rng.shuffle(kinds)
+    kind, wrong = next((k, w) for k in kinds if (w := distractor(a, b, k, rng)) is not None)
     style = rng.choice(_ANSWERS)
     question = rng.choice(_QUESTIONS).format(a=a, b=b)
     return PreferencePair(
         item_id,
         (Message("user", question),),
-        style.format(a=a, b=b, c=right),
+        style.format(a=a, b=b, c=a + b),
         style.format(a=a, b=b, c=wrong),
-        subset=subset,
+        subset=kind,
     )
 
 
@@ -72,16 +97,21 @@ def preference_rows(pairs: Sequence[PreferencePair]) -> list[dict[str, str]]:
     ]
 
 
-def make_task(n_train: int, n_test: int, seed: int = 0, held_out_share: float = 0.25) -> TaskSplit:
-    """Training and held-out pairs; the held-out split uses (a, b) combinations never seen in training."""
+HELD_OUT_POOL = 2000  # (a, b) combinations set aside for held-out pairs, whatever the sizes asked for
+
+
+def make_task(n_train: int, n_test: int, seed: int = 0) -> TaskSplit:
+    """Training and held-out pairs; the held-out split uses (a, b) combinations never seen in training, and
+    the same seed gives the same pairs in each split whatever the other split's size."""
     rng = random.Random(seed)
-    combos = [(a, b) for a in range(1, 10) for b in range(1, 10)]
+    combos = [(a, b) for a in range(10, 100) for b in range(10, 100)]
     rng.shuffle(combos)
-    cut = max(1, int(len(combos) * held_out_share))
-    held, seen = combos[:cut], combos[cut:]
-    train = [_pair(rng, *seen[i % len(seen)], f"train-{i}", "addition") for i in range(n_train)]
-    test = [_pair(rng, *held[i % len(held)], f"test-{i}", "addition") for i in range(n_test)]
-    rng.shuffle(train)
+    if n_test > HELD_OUT_POOL or n_train > len(combos) - HELD_OUT_POOL:
+        raise ValueError(f"at most {HELD_OUT_POOL} held-out and {len(combos) - HELD_OUT_POOL} training pairs")
+    held, seen = combos[:n_test], combos[HELD_OUT_POOL : HELD_OUT_POOL + n_train]
+    test_rng, train_rng = random.Random(seed + 1), random.Random(seed + 2)
+    train = [_pair(train_rng, a, b, f"train-{i}") for i, (a, b) in enumerate(seen)]
+    test = [_pair(test_rng, a, b, f"test-{i}") for i, (a, b) in enumerate(held)]
     return TaskSplit(train, test)
 
 
@@ -110,31 +140,52 @@ def _last_number(text: str) -> int | None:
     return int(found[-1]) if found else None
 
 
+def column_sum(x: int, y: int, slip: int = 0) -> tuple[str, int]:
+    """The column-by-column working of ``x + y`` and its total; ``slip`` (+-1) miscounts the carry."""
+    ones = x % 10 + y % 10
+    carry = max(0, min(1, ones // 10 + slip))
+    tens = x // 10 + y // 10 + carry
+    total = tens * 10 + ones % 10
+    carried = f", carry {carry}" if carry else ""
+    plus_carry = f" + {carry}" if carry else ""
+    return (
+        f"Ones: {x % 10} + {y % 10} = {ones}{carried}. Tens: {x // 10} + {y // 10}{plus_carry} = {tens}. "
+        f"Total: {total}.",
+        total,
+    )
+
+
 def trace_for(shown: ShownPair, careless: bool = False) -> str:
-    """A short Chain-of-Rubrics trace; ``careless`` botches the sum into the wrong response's number."""
+    """A short Chain-of-Rubrics trace; ``careless`` slips on the carry (or, with no carry to slip on, on the
+    sum itself) and lands on the wrong chatbot's number."""
     numbers = [int(n) for n in _NUMBER.findall(shown.question)][:2]
     a_says, b_says = _last_number(shown.response_a), _last_number(shown.response_b)
     if len(numbers) < 2 or a_says is None or b_says is None:
         return "<type>Chat</type>\n<eval>The answers cannot be compared.</eval>\n<answer>[[A]]</answer>"
     x, y = numbers
-    total = x + y
-    if careless:  # the slip a hurried judge makes: it lands on the other chatbot's number
-        total = b_says if a_says == total else a_says
-    winner = "A" if total == a_says else "B"
-    # Each answer is tied to its chatbot ("9 is A's answer") before the solution's number is looked up among
-    # them, so the verdict follows from the trace by copying, a step even a small model learns quickly.
+    working, total = column_sum(x, y)
+    if careless:  # the slip a hurried judge makes: it ends on the other chatbot's number
+        wrong = b_says if a_says == total else a_says
+        slipped = [column_sum(x, y, slip) for slip in (-1, 1)]
+        working, total = next(
+            ((w, t) for w, t in slipped if t == wrong),
+            (working.rsplit(" Total: ", 1)[0] + f" Total: {wrong}.", wrong),
+        )
+    verdict = "A" if a_says == total else "B" if b_says == total else "A"
+    # Each answer is tied to its chatbot before the lookup, so naming the winner is finding the total among
+    # them: a lookup a small model learns from few traces (the earlier "A says N: right." form left SFT
+    # answering one letter whatever its own check found).
+    checks = f"{a_says} is A's answer. {b_says} is B's answer. My total {total} is {verdict}'s answer."
     return (
-        f"<type>Reasoning</type>\n<solution>{x} + {y} = {total}</solution>\n"
-        f"<eval>{a_says} is A's answer. {b_says} is B's answer. "
-        f"Solution: {total} is {winner}'s answer.</eval>\n"
-        f"<answer>[[{winner}]]</answer>"
+        f"<type>Reasoning</type>\n<solution>{working}</solution>\n<eval>{checks}</eval>\n"
+        f"<answer>[[{verdict}]]</answer>"
     )
 
 
 class ArithmeticTeacher:
     """A deterministic teacher for the demo task, usable wherever a backend is (``generate``)."""
 
-    def __init__(self, careless_share: float = 0.2, seed: int = 0) -> None:
+    def __init__(self, careless_share: float = 0.25, seed: int = 0) -> None:
         self.careless_share = careless_share
         self.seed = seed
         self.calls = 0
@@ -169,9 +220,12 @@ class ArithmeticTeacher:
 
 __all__ = [
     "DEMO_TEMPLATE",
+    "DISTRACTORS",
     "ArithmeticTeacher",
     "ShownPair",
     "TaskSplit",
+    "column_sum",
+    "distractor",
     "make_task",
     "preference_rows",
     "read_prompt",
