@@ -67,7 +67,9 @@ def test_over_long_prompts_do_not_break_a_real_run(embedded_model: Path, tmp_pat
             None,
             "",
         )
-        assert j["prompt_tokens"] > 8192 and "8192" in j["parse_error"]
+        assert j["prompt_tokens"] >= 8192 and "8192" in j["parse_error"]
+        # The OpenVINO engine (the default on a CPU) cuts its count at the window: it says so, as a lower bound.
+        assert j["prompt_tokens"] > 8192 or "at least" in j["parse_error"]
     assert all(by_id[f"short{i}"]["finish_reason"] in ("stop", "length") for i in range(3))
     diagnostics = json.loads((out / "scores.json").read_text())["diagnostics"]
     assert (diagnostics["judgments"], diagnostics["too_long"]) == (5, 2)
