@@ -120,16 +120,28 @@ def cached_f16(gguf: Path) -> Path:
     return target
 
 
+_FINGERPRINTS: dict[tuple[object, ...], str] = {}  # (files' paths, sizes, mtimes) -> hash, for this process
+
+
 def _fingerprint(checkpoint: Path) -> str:
-    """A hash of what the export reads: the weights, the config and the tokenizer files."""
+    """A hash of what the export reads: the weights, the config and the tokenizer files. Remembered per
+    process while the files' sizes and mtimes stay the same, since ``auto``'s readiness probe and the backend
+    it then builds both locate the model, and hashing reads every weight."""
+    names = ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+    files = [
+        f for f in sorted(checkpoint.glob("*.safetensors")) + [checkpoint / n for n in names] if f.is_file()
+    ]
+    key = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = _hash_files(files)
+    return _FINGERPRINTS[key]
+
+
+def _hash_files(files: list[Path]) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    names = ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
-    files = sorted(checkpoint.glob("*.safetensors")) + [checkpoint / n for n in names]
     for file in files:
-        if not file.is_file():
-            continue
         digest.update(file.name.encode() + b"\0")
         with open(file, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 22), b""):
