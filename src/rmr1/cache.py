@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +44,8 @@ CREATE TABLE IF NOT EXISTS completions (
     reasoning TEXT,
     finish_reason TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL
+    completion_tokens INTEGER NOT NULL,
+    p_a REAL
 )
 """
 # Added later: files made before it get the column on open (NULL for the answers already there).
@@ -53,6 +56,19 @@ CREATE TABLE IF NOT EXISTS verdict_reads (
     p_a REAL
 )
 """
+
+
+def _write_ahead_log(db: sqlite3.Connection) -> None:
+    """Switch to WAL; SQLite answers "locked" at once (no busy wait) while another process writes or switches."""
+    deadline = time.monotonic() + _BUSY_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01 + 0.04 * random.random())  # jittered, so the processes do not retry in step
 
 
 def request_key(model_id: str, namespace: str, request: GenerationRequest) -> str:
@@ -92,7 +108,9 @@ class CachedBackend:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=_BUSY_MS / 1000, check_same_thread=False)
             self._db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            _write_ahead_log(self._db)
+            # Under the write lock, so two processes opening one file at once cannot both add the column.
+            self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(_SCHEMA)
             self._db.execute(_READS)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(completions)")}

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,6 +108,77 @@ def test_two_processes_writing_at_once(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         rows = dict(db.execute("SELECT text, finish_reason FROM completions").fetchall())
     assert sorted(rows) == sorted(f"r{j}" for j in range(300)) and set(rows.values()) == {"stop"}
+
+
+_OLD_SCHEMA = (  # the table as files made before the p_a column have it
+    "CREATE TABLE completions (key TEXT PRIMARY KEY, model TEXT NOT NULL, text TEXT NOT NULL, reasoning TEXT,"
+    " finish_reason TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL)"
+)
+
+
+def _old_file(path: Path) -> None:
+    first = CachedBackend(MockBackend("echo"), path, model_id="m")
+    first.generate([req("kept")])
+    row = first._db.execute("SELECT * FROM completions").fetchone()
+    first._db.close()
+    path.unlink()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode = WAL")  # as every cache file is
+        db.execute(_OLD_SCHEMA)
+        db.execute("INSERT INTO completions VALUES (?, ?, ?, ?, ?, ?, ?)", row[:7])
+
+
+def test_a_file_made_before_the_probability_column_gets_it_and_keeps_its_answers(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    _old_file(path)
+    inner = MockBackend("echo")
+    assert [c.text for c in CachedBackend(inner, path, model_id="m").generate([req("kept")])] == ["kept"]
+    assert inner.calls == 0
+    with sqlite3.connect(path) as db:
+        assert "p_a" in {row[1] for row in db.execute("PRAGMA table_info(completions)")}
+
+
+def test_another_process_cannot_add_the_column_between_our_check_and_our_alter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.sqlite"
+    _old_file(path)
+    other_met: list[str] = []
+
+    class Interleaved(sqlite3.Connection):
+        """Lets another process try its own migration right after this one has read the schema."""
+
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            cursor = super().execute(sql, *args)
+            if sql.startswith("PRAGMA table_info"):
+                other = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+                try:
+                    other.execute("ALTER TABLE completions ADD COLUMN p_a REAL")
+                    other_met.append("added")
+                except sqlite3.OperationalError as exc:
+                    other_met.append(str(exc))
+                finally:
+                    other.close()
+            return cursor
+
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: real_connect(*a, factory=Interleaved, **k))
+    cache = CachedBackend(MockBackend("echo"), path, model_id="m")  # before the fix: "duplicate column name"
+    assert other_met == ["database is locked"]  # it waits for our transaction instead
+    assert cache.generate([req("kept")])[0].text == "kept"
+
+
+def test_opening_waits_while_another_process_holds_the_file_it_must_switch_to_wal(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (a)")
+    other.execute(
+        "BEGIN IMMEDIATE"
+    )  # a writer mid-transaction: SQLite refuses the WAL switch at once, no busy wait
+    threading.Timer(0.3, lambda: other.execute("COMMIT")).start()
+    cache = CachedBackend(MockBackend("echo"), path, model_id="m")  # before the retry: "database is locked"
+    assert cache.generate([req("a")])[0].text == "a"
+    assert cache._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def _pairs(path: Path, n: int = 6) -> Path:
