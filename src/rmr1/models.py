@@ -48,6 +48,16 @@ def embedded_gguf() -> Path:
     return files[0]
 
 
+FileKey = tuple[str, int, int]
+
+
+def file_key(path: Path) -> FileKey:
+    """(absolute path, size, mtime) of a file: the key of a per-process memo of something read from it, so an
+    unchanged file is read once and a rewritten one again."""
+    stat = path.stat()
+    return str(path.absolute()), stat.st_size, stat.st_mtime_ns
+
+
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created with its folder) for the block: one writer of a cache entry

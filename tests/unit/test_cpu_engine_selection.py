@@ -74,13 +74,13 @@ def test_engine_of_looks_through_a_cache_wrapper() -> None:
     assert engine_of(MockBackend()) == (None, None)  # mock, replay, remote servers do not say
 
 
-def tiny_gguf(path: Path) -> Path:
+def tiny_gguf(path: Path, window: int = 64) -> Path:
     """A GGUF holding one Q8_0 matrix and one f32 vector, with the metadata the engine reads."""
     from gguf import GGMLQuantizationType, GGUFWriter
     from gguf.quants import quantize
 
     writer = GGUFWriter(str(path), "llama")
-    writer.add_context_length(64)
+    writer.add_context_length(window)
     writer.add_string("tokenizer.chat_template", "{{ messages }}")
     writer.add_file_type(7)  # Q8_0
     matrix = np.linspace(-1, 1, 2 * 64, dtype=np.float32).reshape(2, 64)
@@ -111,6 +111,20 @@ def test_f16_copy_is_dequantized_once_cached_and_keeps_the_metadata(tmp_path, mo
     stamp = os.stat(first).st_mtime_ns
     assert cached_f16(source) == first and os.stat(first).st_mtime_ns == stamp  # not converted again
     assert sorted(p.name for p in first.parent.iterdir() if not p.name.endswith(".lock")) == [first.name]
+
+
+def test_a_gguf_window_is_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    import gguf
+
+    path = tiny_gguf(tmp_path / "w.gguf", window=64)
+    assert gguf_window(path) == 64
+    opened = []
+    real = gguf.GGUFReader
+    monkeypatch.setattr(gguf, "GGUFReader", lambda *a, **k: opened.append(a) or real(*a, **k))
+    assert gguf_window(path) == 64 and not opened  # unchanged file: not parsed again
+    tiny_gguf(path, window=96)
+    os.utime(path, ns=(1, 1))  # a rewrite within the clock's resolution still changes the key
+    assert gguf_window(path) == 96 and len(opened) == 1
 
 
 def test_locate_native_uses_the_file_as_shipped_and_rejects_unknown_formats(tmp_path):

@@ -20,12 +20,14 @@ accepted as ``--model`` directly.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 from rmr1.errors import ModelLoadError
+from rmr1.models import FileKey, file_key
 
 _TOP = {
     "model.embed_tokens.weight": "token_embd.weight",
@@ -99,15 +101,27 @@ def _arch_fields(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_vocabulary(checkpoint: Path, reader: Any, source: Path) -> None:
+def _source_tokens(source: Path) -> tuple[str, ...]:
+    """The source GGUF's vocabulary in id order, read once per process while the file is unchanged (parsing
+    it takes seconds; every evaluation of a trained checkpoint checks against it, twice under ``auto``)."""
+    return _tokens(file_key(source))
+
+
+@functools.lru_cache(maxsize=8)
+def _tokens(key: FileKey) -> tuple[str, ...]:
+    from gguf import GGUFReader
+
+    return tuple(str(t) for t in GGUFReader(key[0]).fields["tokenizer.ggml.tokens"].contents())
+
+
+def _check_vocabulary(checkpoint: Path, theirs: tuple[str, ...], source: Path) -> None:
     """The checkpoint's tokens, in id order, must be the source GGUF's."""
     try:
         data = json.loads((checkpoint / "tokenizer.json").read_text(encoding="utf-8"))
         vocab: dict[str, int] = data["model"]["vocab"]
     except (OSError, ValueError, KeyError, TypeError):
         raise ModelLoadError(f"{checkpoint}: no tokenizer.json with a BPE vocabulary to check") from None
-    ours = [token for token, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
-    theirs = [str(t) for t in reader.fields["tokenizer.ggml.tokens"].contents()]
+    ours = tuple(token for token, _ in sorted(vocab.items(), key=lambda kv: kv[1]))
     if ours != theirs[: len(ours)] or len(theirs) - len(ours) > len(data.get("added_tokens") or ()):
         raise ModelLoadError(
             f"{checkpoint}: its vocabulary is not the one of {source.name}; convert it with llama.cpp's "
@@ -147,10 +161,8 @@ def _tensors(checkpoint: Path) -> dict[str, Any]:
 def check_exportable(checkpoint: Path, source: Path) -> None:
     """Raise a one-line ModelLoadError unless ``checkpoint`` is a llama-family folder sharing ``source``'s
     vocabulary (cheap: reads the config and the tokenizer, not the weights)."""
-    from gguf import GGUFReader
-
     _config(checkpoint)
-    _check_vocabulary(checkpoint, GGUFReader(str(source)), source)
+    _check_vocabulary(checkpoint, _source_tokens(source), source)
 
 
 def export_gguf(checkpoint: Path, target: Path, source: Path) -> None:
@@ -162,7 +174,7 @@ def export_gguf(checkpoint: Path, target: Path, source: Path) -> None:
 
     config = _config(checkpoint)
     reader = GGUFReader(str(source))
-    _check_vocabulary(checkpoint, reader, source)
+    _check_vocabulary(checkpoint, _source_tokens(source), source)
     arch = _arch_fields(config)
     template = _chat_template(checkpoint)
     writer = GGUFWriter(str(target), "llama")

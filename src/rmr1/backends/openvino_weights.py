@@ -24,6 +24,7 @@ Weight formats:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rmr1.errors import ConfigError, ModelLoadError
-from rmr1.models import DEFAULT_MODEL, embedded_gguf, locked, rmr1_home
+from rmr1.models import DEFAULT_MODEL, FileKey, embedded_gguf, file_key, locked, rmr1_home
 
 WEIGHT_FORMATS = ("f16", "native")
 _IR_FILE = "openvino_model.xml"
@@ -89,10 +90,17 @@ def _local(model: str) -> Path:
 
 
 def gguf_window(path: Path) -> int | None:
-    """``<arch>.context_length`` from the GGUF's metadata (read without loading tensors)."""
+    """``<arch>.context_length`` from the GGUF's metadata (read without loading tensors). Remembered per
+    process while the file is unchanged: parsing a GGUF's header (its vocabulary arrays) takes seconds, and
+    ``auto``'s readiness probe and the backend it builds both ask."""
+    return _window(file_key(path))
+
+
+@functools.lru_cache(maxsize=32)
+def _window(key: FileKey) -> int | None:
     from gguf import GGUFReader
 
-    reader = GGUFReader(str(path))
+    reader = GGUFReader(key[0])
     arch_field = reader.fields.get("general.architecture")
     arch = str(arch_field.contents()) if arch_field is not None else ""
     length = reader.fields.get(f"{arch}.context_length")
@@ -120,30 +128,23 @@ def cached_f16(gguf: Path) -> Path:
     return target
 
 
-_FINGERPRINTS: dict[tuple[object, ...], str] = {}  # (files' paths, sizes, mtimes) -> hash, for this process
-
-
 def _fingerprint(checkpoint: Path) -> str:
     """A hash of what the export reads: the weights, the config and the tokenizer files. Remembered per
     process while the files' sizes and mtimes stay the same, since ``auto``'s readiness probe and the backend
     it then builds both locate the model, and hashing reads every weight."""
     names = ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
-    files = [
-        f for f in sorted(checkpoint.glob("*.safetensors")) + [checkpoint / n for n in names] if f.is_file()
-    ]
-    key = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    if key not in _FINGERPRINTS:
-        _FINGERPRINTS[key] = _hash_files(files)
-    return _FINGERPRINTS[key]
+    files = sorted(checkpoint.glob("*.safetensors")) + [checkpoint / n for n in names]
+    return _hash_files(tuple(file_key(f) for f in files if f.is_file()))
 
 
-def _hash_files(files: list[Path]) -> str:
+@functools.lru_cache(maxsize=32)
+def _hash_files(keys: tuple[FileKey, ...]) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for file in files:
-        digest.update(file.name.encode() + b"\0")
-        with open(file, "rb") as handle:
+    for path, _, _ in keys:
+        digest.update(Path(path).name.encode() + b"\0")
+        with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
