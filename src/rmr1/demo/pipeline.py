@@ -17,9 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rmr1.demo.task import DEMO_TEMPLATE, ArithmeticTeacher, make_task, preference_rows
+
+if TYPE_CHECKING:
+    from rmr1.train.config import GRPORecipe
 
 STAGES = ("base", "sft", "grpo")
 LABELS = {"base": "base", "sft": "SFT", "grpo": "SFT+GRPO"}
@@ -31,16 +34,16 @@ class DemoConfig:
     out_dir: Path = Path("demo-output")
     quick: bool = False
     model: str | None = None  # None: the embedded SmolLM2-135M-Instruct
-    train_pairs: int = (
-        512  # labelled training pairs; the first distill_pairs go to the teacher, the rest to GRPO
-    )
+    # labelled training pairs; the first distill_pairs go to the teacher, the rest to GRPO
+    train_pairs: int = 512
     distill_pairs: int = 64  # the paper distilled ~12% of its data
     test_pairs: int = 300
     careless_share: float = 0.25  # the scripted teacher's first-pass slips (the paper's teacher: ~25%)
-    sft_steps: int = 24
-    sft_batch: int = 8
-    sft_lr: float = 2e-3
-    grpo_steps: int = 12
+    sft_steps: int = 32  # one pass over the 128 distilled traces
+    sft_batch: int = 4  # half the cost of a step of 8; the lookup needs the number of updates more than data
+    sft_lr: float = 3e-3
+    # about a minute each: what the 20-minute budget leaves after SFT and three evaluations
+    grpo_steps: int = 9
     grpo_prompts: int = 4  # prompts per step: two pairs, each in both orders (paired_orders)
     num_generations: int = 4
     grpo_lr: float = 2e-4
@@ -64,8 +67,7 @@ def demo_config(
             True,
             model,
             test_pairs=40,
-            sft_steps=10,
-            sft_lr=5e-3,  # 10 steps at the full demo's 2e-3 answered one letter
+            sft_steps=24,  # 10 steps of 8 (at lr 2e-3 or 5e-3) answered one letter
             grpo_steps=1,
             grpo_prompts=2,
             threads=threads,
@@ -177,6 +179,9 @@ def _precision() -> str:
     return "bf16" if torch.cuda.is_available() or cpu_supports_bf16() else "fp32"
 
 
+LORA = {"enabled": True, "r": 16, "alpha": 32}  # both stages
+
+
 def _sft(cfg: DemoConfig, model: str, data: Path, out: Path) -> Any:
     from rmr1.train.config import SFTRecipe, load_recipe
     from rmr1.train.sft import run_sft
@@ -194,17 +199,19 @@ def _sft(cfg: DemoConfig, model: str, data: Path, out: Path) -> Any:
         precision=_precision(),
         seed=cfg.seed,
         threads=cfg.threads,
-        lora={"enabled": True, "r": 16, "alpha": 32},
+        lora=LORA,
     )
     return run_sft(recipe, log=lambda *_: None)
 
 
-def _grpo(cfg: DemoConfig, model: str, data: Path, out: Path) -> Any:
+def grpo_recipe(
+    cfg: DemoConfig, model: str, data: Path, out: Path, *, lora: dict[str, Any] | None = None
+) -> GRPORecipe:
+    """The demo's GRPO recipe (bench/grpo_rollouts.py times it too); ``lora`` changes LoRA settings."""
     from rmr1.train.config import GRPORecipe, load_recipe
-    from rmr1.train.grpo import run_grpo
 
     n = cfg.num_generations
-    recipe = load_recipe(
+    return load_recipe(
         GRPORecipe,
         "tiny-cpu-grpo",
         model=model,
@@ -223,9 +230,14 @@ def _grpo(cfg: DemoConfig, model: str, data: Path, out: Path) -> Any:
         beta=cfg.grpo_beta,
         template=str(cfg.out_dir / "data" / "template.yaml"),
         paired_orders=True,
-        lora={"enabled": True, "r": 16, "alpha": 32},
+        lora={**LORA, **(lora or {})},
     )
-    return run_grpo(recipe, log=lambda *_: None)
+
+
+def _grpo(cfg: DemoConfig, model: str, data: Path, out: Path) -> Any:
+    from rmr1.train.grpo import run_grpo
+
+    return run_grpo(grpo_recipe(cfg, model, data, out), log=lambda *_: None)
 
 
 def _timed(result: DemoResult, step: str, log: Callable[[str], None], fn: Callable[[], Any]) -> Any:
