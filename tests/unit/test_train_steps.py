@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -111,20 +112,16 @@ def verdict_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return run_sft(recipe, log=lambda *_: None).output_dir
 
 
-@pytest.mark.slow  # 30 SFT steps first, so the tiny model emits verdicts the reward can tell apart
-def test_grpo_step_changes_weights(verdict_model: Path, tmp_path: Path) -> None:
-    from rmr1.train.grpo import run_grpo
-
-    pairs = _pairs(tmp_path / "pairs.jsonl", 8)
-    recipe = load_recipe(
+def _grpo_recipe(model: Path, tmp_path: Path, *overrides: str) -> GRPORecipe:
+    """Groups of 8 over 2 prompts a step, 16 new tokens: enough for the taught model's groups to disagree."""
+    return load_recipe(
         GRPORecipe,
         "tiny-cpu-grpo",
         [
-            f"model={verdict_model}",
-            f"dataset={pairs}",
+            f"model={model}",
+            f"dataset={_pairs(tmp_path / 'pairs.jsonl', 8)}",
             f"output_dir={tmp_path / 'out'}",
             f"template={_template(tmp_path)}",
-            "max_steps=1",
             "learning_rate=1e-2",
             "max_completion_length=16",
             "num_generations=8",
@@ -132,13 +129,45 @@ def test_grpo_step_changes_weights(verdict_model: Path, tmp_path: Path) -> None:
             "mini_batch_prompts=2",
             "per_device_batch_size=16",
             *CPU,
+            *overrides,
         ],
     )
-    result = run_grpo(recipe, log=lambda *_: None)
+
+
+@pytest.mark.slow  # 30 SFT steps first, so the tiny model emits verdicts the reward can tell apart
+def test_grpo_step_changes_weights(verdict_model: Path, tmp_path: Path) -> None:
+    from rmr1.train.grpo import run_grpo
+
+    result = run_grpo(_grpo_recipe(verdict_model, tmp_path, "max_steps=1"), log=lambda *_: None)
     rows = [json.loads(line) for line in (result.output_dir / "curves.jsonl").read_text().splitlines()]
     assert "reward" in rows[0] and "judge/accuracy" in rows[0] and "completions/mean_length" in rows[0]
     assert rows[0]["reward_std"] > 0  # the group disagreed, so there was something to learn from
     assert _changed(_weights(verdict_model), _weights(result.output_dir)) > 0
+
+
+@pytest.mark.slow  # uses the taught verdict model above
+def test_grpo_with_lora_generates_with_merged_adapters_and_trains(
+    verdict_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rmr1.train.rollouts as rollouts
+    from rmr1.train.grpo import run_grpo
+
+    merged_layers: list[int] = []
+    real = rollouts.adapters_merged
+
+    @contextmanager
+    def watched(model):  # type: ignore[no-untyped-def]
+        with real(model) as count:
+            merged_layers.append(count)
+            yield count
+
+    monkeypatch.setattr(rollouts, "adapters_merged", watched)
+    recipe = _grpo_recipe(verdict_model, tmp_path, "max_steps=2", "lora.enabled=true", "lora.r=4")
+    result = run_grpo(recipe, log=lambda *_: None)
+    assert len(merged_layers) == 2 and all(n > 0 for n in merged_layers)  # each step's rollouts, merged
+    assert (
+        _changed(_weights(verdict_model), _weights(result.output_dir)) > 0
+    )  # the adapter trained and was saved
 
 
 def test_overlong_prompts_are_dropped(tiny_model: Path, tmp_path: Path) -> None:

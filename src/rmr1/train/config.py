@@ -36,6 +36,9 @@ class LoraSettings:
     dropout: float = 0.0
     target_modules: str = "all-linear"
     merge: bool = True  # save the merged model (a plain checkpoint) rather than the adapter alone
+    # GRPO: generate rollouts with the adapter merged (rmr1.train.rollouts); holds a second copy of the adapted
+    # weights while generating, so turn it off when memory is tight
+    merge_for_rollouts: bool = True
 
 
 @dataclass

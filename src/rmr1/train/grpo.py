@@ -26,6 +26,7 @@ from rmr1.prompts import get_template
 from rmr1.train.config import GRPORecipe, world_size
 from rmr1.train.consistency import consistency_rewards, paired_layout
 from rmr1.train.mixes import judge_prompts
+from rmr1.train.rollouts import merged_rollout_trainer
 from rmr1.train.runtime import (
     CurveLogger,
     apply_extra,
@@ -246,7 +247,10 @@ def run_grpo(recipe: GRPORecipe, *, log: Any = print) -> TrainResult:
     for note in notes:
         log(f"note: {note}")
     reward = JudgeReward(tokenizer, recipe.reward, stop_ids=_eos_ids(model_path))
-    trainer = GRPOTrainer(
+    trainer_cls: type = GRPOTrainer
+    if recipe.lora.enabled and recipe.lora.merge_for_rollouts:
+        trainer_cls = merged_rollout_trainer(GRPOTrainer)
+    trainer = trainer_cls(
         model=model_path,
         reward_funcs=[reward],
         args=config,
