@@ -137,6 +137,23 @@ def test_engine_settings_threads_prefix_cache_and_labels(fake_engine, ir_folder)
     assert backend.logprobs is False
 
 
+@pytest.mark.parametrize(
+    ("threads", "amx", "expected"),
+    [
+        (1, True, {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"}),  # bf16 there: SIGFPE
+        (2, True, {"INFERENCE_NUM_THREADS": 2}),
+        (1, False, {"INFERENCE_NUM_THREADS": 1}),
+    ],
+)
+def test_one_thread_on_an_amx_cpu_runs_in_f32(fake_engine, ir_folder, monkeypatch, threads, amx, expected):
+    import rmr1.backends.cpu_dtype as cpu_dtype
+
+    flags = "flags\t: fpu avx512f avx512_bf16" + (" amx_bf16 amx_tile" if amx else "") + "\n"
+    monkeypatch.setattr(cpu_dtype, "_cpuinfo", lambda: flags)
+    make_backend("openvino", str(ir_folder), threads=threads)
+    assert fake_engine.last.properties == expected
+
+
 def test_over_long_prompt_comes_back_too_long_unsent_and_budget_is_clamped(fake_engine, ir_folder):
     backend = make_backend("openvino", str(ir_folder), threads=1)
     long = ask(" ".join(["w"] * 11))  # 13 tokens with the template: no room in a 12-token window

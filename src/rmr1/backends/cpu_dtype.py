@@ -43,18 +43,27 @@ class Measurement:
         return "bfloat16" if sound and self.f32_s >= self.bf16_s * MIN_SPEEDUP else "float32"
 
 
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def _cpu_info() -> tuple[str, bool]:
     """(CPU model name, whether the flags claim native bf16)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown", False
+    text = _cpuinfo()
     model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
     return model or "unknown", "avx512_bf16" in text or "amx_bf16" in text
 
 
 def cpu_supports_bf16() -> bool:
     return _cpu_info()[1]
+
+
+def cpu_has_amx() -> bool:
+    """Whether the CPU has Intel AMX tiles (``amx_bf16``): engines pick other kernels there."""
+    return "amx_bf16" in _cpuinfo()
 
 
 def machine_key() -> str:
@@ -146,4 +155,12 @@ def auto_cpu_dtype(
     return found.choice()
 
 
-__all__ = ["CPU_DTYPES", "ENV_OVERRIDE", "Measurement", "auto_cpu_dtype", "cpu_supports_bf16", "measure"]
+__all__ = [
+    "CPU_DTYPES",
+    "ENV_OVERRIDE",
+    "Measurement",
+    "auto_cpu_dtype",
+    "cpu_has_amx",
+    "cpu_supports_bf16",
+    "measure",
+]

@@ -45,6 +45,19 @@ class _Sent:
     think_opened: bool
 
 
+def engine_properties(threads: int, device: str = "CPU") -> dict[str, Any]:
+    """The CPU plugin's properties for ``threads``. On a CPU with AMX tiles, OpenVINO 2026.4's default bf16
+    path dies with SIGFPE while compiling the model on one thread (measured on an Intel Xeon: fp16 weights,
+    every time; upstream openvinotoolkit/openvino#33300, open), which no ``except`` can catch; f32 runs there
+    (docs/design/openvino-one-thread-amx.md). Two threads and more keep the default."""
+    from rmr1.backends.cpu_dtype import cpu_has_amx
+
+    properties: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads}
+    if threads == 1 and device.upper().startswith("CPU") and cpu_has_amx():
+        properties["INFERENCE_PRECISION_HINT"] = "f32"
+    return properties
+
+
 class OpenVINOBackend:
     """Local generation with OpenVINO GenAI on the CPU. ``threads`` is chosen by ``rmr1.threads`` when None;
     ``cache_gb`` is the KV-cache budget the engine schedules within."""
@@ -80,7 +93,7 @@ class OpenVINOBackend:
         scheduler.cache_size = max(1, round(cache_gb))  # whole GB: the engine's unit
         try:
             self.pipe = og.ContinuousBatchingPipeline(
-                str(self.weights.path), scheduler, device, {"INFERENCE_NUM_THREADS": self.threads}
+                str(self.weights.path), scheduler, device, engine_properties(self.threads, device)
             )
         except RuntimeError as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
