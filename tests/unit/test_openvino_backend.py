@@ -149,7 +149,7 @@ def test_one_thread_on_an_amx_cpu_runs_in_f32(fake_engine, ir_folder, monkeypatc
     import rmr1.backends.cpu_dtype as cpu_dtype
 
     flags = "flags\t: fpu avx512f avx512_bf16" + (" amx_bf16 amx_tile" if amx else "") + "\n"
-    monkeypatch.setattr(cpu_dtype, "_cpuinfo", lambda: flags)
+    monkeypatch.setattr(cpu_dtype, "_proc_cpuinfo", lambda: flags)
     make_backend("openvino", str(ir_folder), threads=threads)
     assert fake_engine.last.properties == expected
 

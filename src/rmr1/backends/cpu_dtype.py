@@ -11,6 +11,7 @@ bfloat16) skips the measurement. Numbers and method: docs/design/portable-builds
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -43,7 +44,9 @@ class Measurement:
         return "bfloat16" if sound and self.f32_s >= self.bf16_s * MIN_SPEEDUP else "float32"
 
 
-def _cpuinfo() -> str:
+@functools.cache
+def _proc_cpuinfo() -> str:
+    """/proc/cpuinfo, read once per process (the CPU does not change under it); empty where there is none."""
     try:
         return Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -52,7 +55,7 @@ def _cpuinfo() -> str:
 
 def _cpu_info() -> tuple[str, bool]:
     """(CPU model name, whether the flags claim native bf16)."""
-    text = _cpuinfo()
+    text = _proc_cpuinfo()
     model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
     return model or "unknown", "avx512_bf16" in text or "amx_bf16" in text
 
@@ -63,7 +66,7 @@ def cpu_supports_bf16() -> bool:
 
 def cpu_has_amx() -> bool:
     """Whether the CPU has Intel AMX tiles (``amx_bf16``): engines pick other kernels there."""
-    return "amx_bf16" in _cpuinfo()
+    return "amx_bf16" in _proc_cpuinfo()
 
 
 def machine_key() -> str:

@@ -174,7 +174,7 @@ def evaluate_stage(name: str, model: str, cfg: DemoConfig, train_seconds: float 
 def _precision() -> str:
     import torch
 
-    from rmr1.backends.hf import cpu_supports_bf16
+    from rmr1.backends.cpu_dtype import cpu_supports_bf16
 
     return "bf16" if torch.cuda.is_available() or cpu_supports_bf16() else "fp32"
 
