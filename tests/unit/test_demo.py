@@ -169,3 +169,31 @@ def test_a_careless_trace_stays_consistent_with_its_own_wrong_total() -> None:
     assert careful.endswith("[[A]]</answer>")
     assert "Total: 75." in careless and "My total 75 is B's" in careless
     assert careless.endswith("[[B]]</answer>")
+
+
+def test_grpo_trains_on_the_pairs_the_sft_judge_does_not_solve(tmp_path: Path, tiny_model: Path) -> None:
+    from rmr1.demo.pipeline import _screen
+
+    out = tmp_path
+    cfg = DemoConfig(
+        out,
+        train_pairs=8,
+        distill_pairs=2,
+        test_pairs=4,
+        max_new_tokens=6,
+        eval_batch=8,
+        backend="hf",
+        threads=1,
+        screen_pairs=3,
+    )
+    prepare_task(cfg)
+    result = DemoResult(out)
+    chosen = _screen(cfg, str(tiny_model), result, lambda _: None)
+    pool = [json.loads(line) for line in (out / "data" / "rl_pairs.jsonl").read_text().splitlines()]
+    # the random model never gives a verdict: every screened pair is unsolved, and only the first three are judged
+    assert chosen == out / "data" / "rl_unsolved.jsonl"
+    assert [json.loads(line) for line in chosen.read_text().splitlines()] == pool[:3]
+    assert result.screen["screened"] == 3 and result.screen["kept"] == 3 and "screen" in result.seconds
+    assert len(list(RunDir(out / "runs" / "screen").iter_judgments())) == 6
+    off = DemoConfig(out, screen_pairs=0)
+    assert _screen(off, str(tiny_model), DemoResult(out), lambda _: None) == out / "data" / "rl_pairs.jsonl"

@@ -61,3 +61,36 @@ def test_data_then_distill_from_the_command_line(tmp_path: Path) -> None:
     stats = json.loads((tmp_path / "distill" / "stats.json").read_text())
     assert stats["items"] == 6 and stats["pass1_correct"] == 3 and stats["kept"] == 3
     assert "kept 3/6 traces" in done.stdout
+
+
+def test_screen_from_the_command_line(tmp_path: Path) -> None:
+    pairs = tmp_path / "pool.jsonl"
+    rows = [
+        {"id": f"p{i}", "prompt": f"Q{i}?", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(5)
+    ]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "hard.jsonl"
+    done = rmr1(
+        "train",
+        "screen",
+        "--data",
+        str(pairs),
+        "--out",
+        str(out),
+        "--backend",
+        "mock",
+        "--model",
+        "always-a",
+        "--limit",
+        "4",
+    )
+    assert done.returncode == 0, done.stderr
+    # a judge that always answers A is right in one order of every pair: each of the 4 is kept
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["p0", "p1", "p2", "p3"]
+    assert "kept 4 of 4 pairs (0 wrong in every order)" in done.stdout
+    assert (tmp_path / "hard-screen" / "judgments.jsonl").is_file()
+    bad = rmr1(
+        "train", "screen", "--data", str(tmp_path / "nope.jsonl"), "--out", str(out), "--backend", "mock"
+    )
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "nope.jsonl" in bad.stderr

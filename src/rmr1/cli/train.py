@@ -1,4 +1,4 @@
-"""``rmr1 train sft|grpo|data|presets``: a training stage from a recipe (YAML or preset) + overrides."""
+"""``rmr1 train sft|grpo|data|screen|export|presets``: a training stage from a recipe (YAML or preset) + overrides."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import typer
 
 from rmr1.cli import app
 from rmr1.cli.checks import writable_dir, writable_file
+from rmr1.cli.options import judge_options
+from rmr1.judge_options import JudgeOptions
 
 train_app = typer.Typer(
     no_args_is_help=True, help="Train a judge: SFT on traces, GRPO with verifiable rewards."
@@ -199,4 +201,29 @@ def export(
     typer.echo(
         f"wrote {result.train} train + {result.val} val prompts, reward.py and run_grpo.sh to {out}; "
         f"launch: bash {out / 'run_grpo.sh'}"
+    )
+
+
+@train_app.command()
+@judge_options
+def screen(
+    opts: JudgeOptions,
+    data: Annotated[Path, typer.Option(help="The preference pairs GRPO would train on (a local file).")],
+    out: Annotated[Path, typer.Option(help="Write the pairs the model does not solve here (JSONL).")],
+    run: Annotated[
+        Path | None,
+        typer.Option(help="Run directory for the screening judgments (default: OUT's name + '-screen')."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only screen the first N pairs.")] = None,
+) -> None:
+    """Keep the pairs the starting policy gets wrong in some order: GRPO learns only where rollouts disagree."""
+    from rmr1.train.screen import screen_pairs
+
+    writable_file(out)
+    run_dir = run or out.with_name(f"{out.stem}-screen")
+    writable_dir(run_dir, "--run")
+    result = screen_pairs(data, out, run_dir, limit=limit, judge=opts)
+    typer.echo(
+        f"kept {result.kept} of {result.screened} pairs ({result.wrong_every_order} wrong in every order) "
+        f"in {out}; judgments in {result.run_dir}; {result.seconds:.0f}s"
     )

@@ -48,6 +48,8 @@ class DemoConfig:
     num_generations: int = 4
     grpo_lr: float = 2e-4
     grpo_beta: float = 0.1  # KL to the SFT policy; without it GRPO drifts into always answering A
+    # GRPO's pool screened by the SFT judge: only pairs it gets wrong in some order teach anything (0: off)
+    screen_pairs: int = 0
     max_new_tokens: int = 128  # a teacher trace is about 100 tokens; room for a longer one to finish
     eval_batch: int | None = None  # requests per engine call; None: the backend's preferred window
     backend: str = "auto"  # the engine the held-out pairs are judged with (rmr1.backends.select)
@@ -70,6 +72,7 @@ def demo_config(
             sft_steps=24,  # 10 steps of 8 (at lr 2e-3 or 5e-3) answered one letter
             grpo_steps=1,
             grpo_prompts=2,
+            screen_pairs=0,  # one GRPO step: not worth a screening pass
             threads=threads,
         )
     return DemoConfig(Path(out_dir), False, model, threads=threads)
@@ -125,6 +128,7 @@ class DemoResult:
     stages: dict[str, StageResult] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # per step, in the order run
     distill: dict[str, Any] = field(default_factory=dict)
+    screen: dict[str, Any] = field(default_factory=dict)
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -144,6 +148,20 @@ def _write_template(path: Path) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
+def _judge_settings(cfg: DemoConfig, model: str) -> dict[str, Any]:
+    """How the demo judges with ``model``: its template, both orders, greedy, on the fast engine."""
+    return {
+        "model": model,
+        "backend": cfg.backend,
+        "template_file": str(cfg.out_dir / "data" / "template.yaml"),
+        "protocol": PROTOCOL,
+        "seed": cfg.seed,
+        "max_new_tokens": cfg.max_new_tokens,
+        "batch_size": cfg.eval_batch,
+        "threads": cfg.threads,
+    }
+
+
 def evaluate_stage(name: str, model: str, cfg: DemoConfig, train_seconds: float = 0.0) -> StageResult:
     """Judge the held-out pairs with ``model`` into OUT/runs/<name> through ``rmr1.evaluation``."""
     from rmr1.evaluation import evaluate
@@ -155,17 +173,7 @@ def evaluate_stage(name: str, model: str, cfg: DemoConfig, train_seconds: float 
     shutil.rmtree(run_dir, ignore_errors=True)
     started = time.perf_counter()
     result = evaluate(
-        "preference",
-        run_dir,
-        data=str(data / "test_pairs.jsonl"),
-        model=model,
-        backend=cfg.backend,
-        template_file=str(data / "template.yaml"),
-        protocol=PROTOCOL,
-        seed=cfg.seed,
-        max_new_tokens=cfg.max_new_tokens,
-        batch_size=cfg.eval_batch,
-        threads=cfg.threads,
+        "preference", run_dir, data=str(data / "test_pairs.jsonl"), **_judge_settings(cfg, model)
     )
     seconds = time.perf_counter() - started
     return StageResult(name, model, result.run_dir, result.scores, train_seconds, seconds)
@@ -282,6 +290,38 @@ def _distill(
     return cfg.out_dir / "distill" / "train.jsonl"
 
 
+def _screen(cfg: DemoConfig, model: str, result: DemoResult, log: Callable[[str], None]) -> Path:
+    """The pairs GRPO trains on: those of the first ``screen_pairs`` the SFT judge does not solve in both
+    orders (rmr1.train.screen), or the whole pool when screening is off or leaves nothing."""
+    from rmr1.train.screen import screen_pairs
+
+    data = cfg.out_dir / "data"
+    pool = data / "rl_pairs.jsonl"
+    if not cfg.screen_pairs:
+        return pool
+    run_dir = cfg.out_dir / "runs" / "screen"
+    shutil.rmtree(run_dir, ignore_errors=True)  # judged by an earlier demo's checkpoint
+    stats = _timed(
+        result,
+        "screen",
+        log,
+        lambda: screen_pairs(
+            pool,
+            data / "rl_unsolved.jsonl",
+            run_dir,
+            limit=cfg.screen_pairs,
+            report=False,
+            **_judge_settings(cfg, model),
+        ),
+    )
+    result.screen = stats.to_dict()
+    log(
+        f"  screened {stats.screened} pairs with the SFT judge: {stats.kept} not solved in both orders "
+        f"({stats.wrong_every_order} wrong in both)"
+    )
+    return stats.out if stats.kept else pool
+
+
 def _stage(
     result: DemoResult, cfg: DemoConfig, name: str, model: str, log: Callable[[str], None]
 ) -> StageResult:
@@ -307,7 +347,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> DemoResult:
     _stage(result, cfg, "base", base, log)
     _timed(result, "sft", log, lambda: _sft(cfg, base, sft_data, out / "sft"))
     _stage(result, cfg, "sft", str(out / "sft"), log)
-    rl_data = out / "data" / "rl_pairs.jsonl"
+    rl_data = _screen(cfg, str(out / "sft"), result, log)
     _timed(result, "grpo", log, lambda: _grpo(cfg, str(out / "sft"), rl_data, out / "grpo"))
     _stage(result, cfg, "grpo", str(out / "grpo"), log)
     write_summary(result, cfg)
@@ -341,6 +381,7 @@ def summary(result: DemoResult, cfg: DemoConfig) -> dict[str, Any]:
         "seconds": result.seconds,
         "total_seconds": round(sum(result.seconds.values()), 1),
         "distill": result.distill,
+        "screen": result.screen,
         "teacher": "scripted (deterministic arithmetic teacher, not an LLM)",
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
     }
