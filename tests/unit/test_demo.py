@@ -172,7 +172,7 @@ def test_a_careless_trace_stays_consistent_with_its_own_wrong_total() -> None:
 
 
 def test_grpo_trains_on_the_pairs_the_sft_judge_does_not_solve(tmp_path: Path, tiny_model: Path) -> None:
-    from rmr1.demo.pipeline import _screen
+    from rmr1.demo.training import screen
 
     out = tmp_path
     cfg = DemoConfig(
@@ -188,7 +188,7 @@ def test_grpo_trains_on_the_pairs_the_sft_judge_does_not_solve(tmp_path: Path, t
     )
     prepare_task(cfg)
     result = DemoResult(out)
-    chosen = _screen(cfg, str(tiny_model), result, lambda _: None)
+    chosen = screen(cfg, str(tiny_model), result, lambda _: None)
     pool = [json.loads(line) for line in (out / "data" / "rl_pairs.jsonl").read_text().splitlines()]
     # the random model never gives a verdict: every screened pair is unsolved, and only the first three are judged
     assert chosen == out / "data" / "rl_unsolved.jsonl"
@@ -196,4 +196,17 @@ def test_grpo_trains_on_the_pairs_the_sft_judge_does_not_solve(tmp_path: Path, t
     assert result.screen["screened"] == 3 and result.screen["kept"] == 3 and "screen" in result.seconds
     assert len(list(RunDir(out / "runs" / "screen").iter_judgments())) == 6
     off = DemoConfig(out, screen_pairs=0)
-    assert _screen(off, str(tiny_model), DemoResult(out), lambda _: None) == out / "data" / "rl_pairs.jsonl"
+    assert screen(off, str(tiny_model), DemoResult(out), lambda _: None) == out / "data" / "rl_pairs.jsonl"
+
+
+def test_grpo_gets_what_the_budget_leaves_after_the_last_evaluation() -> None:
+    from rmr1.demo import demo_config
+    from rmr1.demo.training import grpo_seconds
+
+    cfg = DemoConfig(Path("x"), budget_seconds=1000.0)
+    spent = DemoResult(Path("x"), seconds={"eval base": 50.0, "sft": 150.0, "eval sft": 100.0})
+    assert grpo_seconds(cfg, spent) == pytest.approx(1000 - 300 - 100 - 15)
+    late = DemoResult(Path("x"), seconds={"sft": 990.0, "eval sft": 100.0})
+    assert grpo_seconds(cfg, late) == 1.0  # past the budget already: GRPO's one step still runs
+    assert grpo_seconds(DemoConfig(Path("x"), budget_seconds=None), spent) is None
+    assert demo_config(quick=True).budget_seconds is None and demo_config().budget_seconds is not None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from rmr1.errors import ConfigError
 from rmr1.train.config import GRPORecipe, SFTRecipe, load_recipe
 
 CPU = ["precision=fp32", "gradient_checkpointing=false", "logging_steps=1"]
@@ -216,10 +218,54 @@ def test_chatml_template_without_markers_gets_an_equivalent_marked_one(tiny_mode
 def test_unknown_template_without_markers_is_a_config_error(tiny_model: Path) -> None:
     from transformers import AutoTokenizer
 
-    from rmr1.errors import ConfigError
     from rmr1.train.chat_template import training_chat_template
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     tokenizer.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
     with pytest.raises(ConfigError, match="chat_template_file"):
         training_chat_template(tokenizer)
+
+
+def test_time_budget_stops_before_a_step_that_would_overrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from rmr1.train import runtime
+
+    clock = iter([0.0, 10.0, 20.0, 30.0])
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: next(clock))
+    budget = runtime.TimeBudget(35.0)
+    state, control = SimpleNamespace(global_step=0, max_steps=10), SimpleNamespace(should_training_stop=False)
+    budget.on_train_begin(None, state, control)
+    state.global_step = 1
+    budget.on_step_end(None, state, control)  # 10 s done, ~10 s a step: 20 fits
+    assert not control.should_training_stop
+    state.global_step = 2
+    budget.on_step_end(None, state, control)  # 20 s: a third step would end at 30, inside 35
+    assert not control.should_training_stop
+    state.global_step = 3
+    budget.on_step_end(None, state, control)  # 30 s: a fourth would end at 40, past 35
+    assert control.should_training_stop and budget.stopped_early
+
+
+def test_sft_with_a_time_budget_stops_early_and_saves(tiny_model: Path, tmp_path: Path) -> None:
+    from rmr1.train.sft import run_sft
+
+    recipe = load_recipe(
+        SFTRecipe,
+        "tiny-cpu-sft",
+        [
+            f"model={tiny_model}",
+            f"dataset={_sft_rows(tmp_path / 'sft.jsonl', 8)}",
+            f"output_dir={tmp_path / 'out'}",
+            "max_steps=500",
+            "max_seconds=1e-3",  # less than any step: exactly one runs
+            "global_batch_size=4",
+            "per_device_batch_size=4",
+            *CPU,
+        ],
+    )
+    result = run_sft(recipe, log=lambda *_: None)
+    assert result.steps == 1 and (result.output_dir / "recipe.json").is_file()
+    bad = dataclasses.replace(recipe, max_seconds=0.0)
+    with pytest.raises(ConfigError, match="max_seconds must be positive"):
+        run_sft(bad, log=lambda *_: None)

@@ -53,6 +53,7 @@ class SFTRecipe:
     chat_template_file: str | None = None  # a Jinja file with {% generation %} markers, overrides the model's
     num_train_epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides epochs
+    max_seconds: float | None = None  # stop before a step that would end past this much training time
     learning_rate: float = 5e-6
     lr_scheduler: str = "cosine_with_min_lr"
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of the peak lr
@@ -102,6 +103,7 @@ class GRPORecipe:
     num_iterations: int = 1  # PPO epochs over each rollout
     num_train_epochs: float = 1.0
     max_steps: int = -1
+    max_seconds: float | None = None  # stop before a step that would end past this much training time
     learning_rate: float = 1e-6
     lr_scheduler: str = "constant"
     warmup_ratio: float = 0.0

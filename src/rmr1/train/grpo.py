@@ -28,7 +28,6 @@ from rmr1.train.consistency import consistency_rewards, paired_layout
 from rmr1.train.mixes import judge_prompts
 from rmr1.train.rollouts import merged_rollout_trainer
 from rmr1.train.runtime import (
-    CurveLogger,
     apply_extra,
     common_args,
     fit_attention,
@@ -36,6 +35,7 @@ from rmr1.train.runtime import (
     lora_config,
     make_trl_config,
     require_training,
+    training_callbacks,
 )
 from rmr1.train.sft import TrainResult, train_and_save
 from rmr1.verdicts import parse_verdict, rm_r1_reward, strict_reward
@@ -257,7 +257,7 @@ def run_grpo(recipe: GRPORecipe, *, log: Any = print) -> TrainResult:
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora_config(recipe.lora),
-        callbacks=[CurveLogger(recipe.output_dir)],
+        callbacks=training_callbacks(recipe),
     )
     return train_and_save(trainer, recipe, tokenizer, notes)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from transformers import TrainerCallback
 
 from rmr1.errors import ConfigError, require
 from rmr1.models import check_causal_lm, resolve_model
-from rmr1.train.config import GRPORecipe, LoraSettings, SFTRecipe
+from rmr1.train.config import GRPORecipe, LoraSettings, SFTRecipe, world_size
 
 CURVES_JSONL, CURVES_CSV = "curves.jsonl", "curves.csv"
 
@@ -179,6 +180,39 @@ class CurveLogger(TrainerCallback):  # type: ignore[misc]
             write_csv(self.rows, self.path.with_name(CURVES_CSV))
 
 
+class TimeBudget(TrainerCallback):  # type: ignore[misc]
+    """Ends training before a step that would finish past ``seconds`` of training (the next step is
+    expected to take as long as the mean step so far). At least one step always runs; the model is saved
+    as after any run. One process only: ranks timing themselves could disagree on when to stop."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = 0.0
+        self.stopped_early = False
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        self.started = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        elapsed = time.perf_counter() - self.started
+        step_time = elapsed / max(1, state.global_step)
+        if state.global_step < state.max_steps and elapsed + step_time > self.seconds:
+            control.should_training_stop = True
+            self.stopped_early = True
+
+
+def training_callbacks(recipe: SFTRecipe | GRPORecipe) -> list[Any]:
+    """The curves log, and the time budget when the recipe sets ``max_seconds``."""
+    callbacks: list[Any] = [CurveLogger(recipe.output_dir)]
+    if recipe.max_seconds is not None:
+        if recipe.max_seconds <= 0:
+            raise ConfigError(f"max_seconds must be positive, got {recipe.max_seconds}")
+        if world_size() > 1:
+            raise ConfigError("max_seconds is for single-process runs; set max_steps for a launch of several")
+        callbacks.append(TimeBudget(recipe.max_seconds))
+    return callbacks
+
+
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     columns: list[str] = []
     for row in rows:
@@ -221,6 +255,7 @@ __all__ = [
     "CURVES_CSV",
     "CURVES_JSONL",
     "CurveLogger",
+    "TimeBudget",
     "apply_extra",
     "attention_for_machine",
     "common_args",
@@ -232,5 +267,6 @@ __all__ = [
     "read_curves",
     "require_training",
     "save_final",
+    "training_callbacks",
     "write_csv",
 ]

@@ -16,7 +16,6 @@ from rmr1.errors import ConfigError, InputError
 from rmr1.train.config import GRPORecipe, SFTRecipe, world_size
 from rmr1.train.mixes import load_rows
 from rmr1.train.runtime import (
-    CurveLogger,
     apply_extra,
     common_args,
     fit_attention,
@@ -25,6 +24,7 @@ from rmr1.train.runtime import (
     make_trl_config,
     require_training,
     save_final,
+    training_callbacks,
 )
 
 
@@ -143,7 +143,7 @@ def run_sft(recipe: SFTRecipe, *, log: Any = print) -> TrainResult:
         train_dataset=rows,
         processing_class=tokenizer,
         peft_config=lora_config(recipe.lora),
-        callbacks=[CurveLogger(recipe.output_dir)],
+        callbacks=training_callbacks(recipe),
     )
     return train_and_save(trainer, recipe, tokenizer, notes)
 
