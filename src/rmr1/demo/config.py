@@ -39,8 +39,9 @@ class DemoConfig:
     grpo_beta: float = 0.1  # KL to the SFT policy; without it GRPO drifts into always answering A
     # GRPO's pool screened by the SFT judge: only pairs it gets wrong in some order teach anything (0: off)
     screen_pairs: int = 160
-    # the whole demo's wall time: GRPO stops before a step that would leave too little for its evaluation
-    budget_seconds: float | None = 1140.0
+    # the demo's wall time (18 min: 20 less the venv setup of `make demo` on a fresh clone); GRPO stops
+    # before a step that would leave too little for its evaluation
+    budget_seconds: float | None = 1080.0
     max_new_tokens: int = 128  # a teacher trace is about 100 tokens; room for a longer one to finish
     eval_batch: int | None = None  # requests per engine call; None: the backend's preferred window
     backend: str = "auto"  # the engine the held-out pairs are judged with (rmr1.backends.select)
