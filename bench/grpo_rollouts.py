@@ -23,7 +23,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from rmr1.demo.pipeline import DemoConfig, prepare_task
+from rmr1.demo.config import DemoConfig
+from rmr1.demo.pipeline import prepare_task
 from rmr1.demo.training import grpo_recipe
 from rmr1.models import resolve_model
 from rmr1.threads import load_average

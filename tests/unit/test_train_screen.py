@@ -54,7 +54,7 @@ def test_keeps_the_pairs_not_solved_in_both_orders(tmp_path: Path) -> None:
     assert [r["id"] for r in kept] == ["q1", "q2", "q4", "q5", "q7", "q8"]
     assert kept[0] == json.loads(data.read_text().splitlines()[1])  # written as read
     assert (result.screened, result.kept, result.wrong_every_order, result.skipped) == (9, 6, 3, 0)
-    assert outcomes(result.run_dir / "judgments.jsonl")["q0"] == (2, 2)
+    assert outcomes(result.run_dir)["q0"] == (2, 2)
 
 
 def test_limit_screens_only_the_first_pairs_and_a_rerun_resumes(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ like any run.
 - ``task``: the generated verifiable preference task (two-digit additions against close wrong answers, a held-out
   split of number pairs never trained on), the demo's short Chain-of-Rubrics template and the scripted teacher,
   which implements the backend protocol so it goes through the same ``rmr1.train.distill`` code an LLM teacher does.
+- ``config``: the settings (``DemoConfig``, ``demo_config``) and results (``DemoResult``, ``StageResult``).
+- ``training``: SFT, the SFT judge screening GRPO's pool, and GRPO within the demo's time budget.
 - ``pipeline``: the stages (distill -> base eval -> SFT -> eval -> GRPO -> eval), each timed. Every held-out
   evaluation is a run directory ``OUT/runs/{base,sft,grpo}`` written by ``rmr1.evaluation.evaluate`` (the
   ``preference`` benchmark, both orders, the ``auto`` backend on the stage's checkpoint).
@@ -20,18 +22,8 @@ like any run.
 training plus its evaluation.
 """
 
-from rmr1.demo.pipeline import (
-    LABELS,
-    STAGES,
-    DemoConfig,
-    DemoResult,
-    StageResult,
-    demo_config,
-    evaluate_stage,
-    format_stage,
-    run_demo,
-    summary,
-)
+from rmr1.demo.config import LABELS, STAGES, DemoConfig, DemoResult, StageResult, demo_config
+from rmr1.demo.pipeline import evaluate_stage, format_stage, run_demo, summary
 from rmr1.demo.task import DEMO_TEMPLATE, ArithmeticTeacher, make_task
 
 __all__ = [

@@ -22,16 +22,14 @@ from typing import Any
 from rmr1.demo.config import (
     LABELS,
     PROTOCOL,
-    STAGES,
     DemoConfig,
     DemoResult,
     StageResult,
-    demo_config,
     judge_settings,
     timed,
 )
 from rmr1.demo.task import DEMO_TEMPLATE, ArithmeticTeacher, make_task, preference_rows
-from rmr1.demo.training import grpo, grpo_seconds, screen, sft
+from rmr1.demo.training import grpo, screen, sft
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -174,16 +172,8 @@ def write_summary(result: DemoResult, cfg: DemoConfig) -> Path:
 
 
 __all__ = [
-    "LABELS",
-    "PROTOCOL",
-    "STAGES",
-    "DemoConfig",
-    "DemoResult",
-    "StageResult",
-    "demo_config",
     "evaluate_stage",
     "format_stage",
-    "grpo_seconds",
     "prepare_task",
     "run_demo",
     "summary",

@@ -17,7 +17,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from rmr1.demo.pipeline import LABELS, DemoConfig, DemoResult, StageResult
+from rmr1.demo.config import LABELS, DemoConfig, DemoResult, StageResult
 from rmr1.evaluation.rundir import RunDir, write_atomic
 from rmr1.report.stats import outcome
 from rmr1.types import Judgment

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -87,8 +88,6 @@ def grpo_seconds(cfg: DemoConfig, result: DemoResult) -> float | None:
 
 
 def grpo(cfg: DemoConfig, model: str, data: Path, result: DemoResult, log: Callable[[str], None]) -> None:
-    import dataclasses
-
     from rmr1.train.grpo import run_grpo
 
     seconds = grpo_seconds(cfg, result)

@@ -23,8 +23,7 @@ from typing import Any
 from rmr1.benchmarks import preference
 from rmr1.benchmarks._io import Record, Skip
 from rmr1.errors import InputError
-from rmr1.evaluation.rundir import write_atomic
-from rmr1.jsonl import read_jsonl
+from rmr1.evaluation.rundir import RunDir, write_atomic
 from rmr1.judge import Judge
 from rmr1.judge_options import JudgeOptions
 
@@ -40,24 +39,21 @@ class ScreenResult:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
+        fields = dataclasses.asdict(self)
         return {
+            **fields,
             "out": str(self.out),
             "run_dir": str(self.run_dir),
-            "screened": self.screened,
-            "kept": self.kept,
-            "wrong_every_order": self.wrong_every_order,
-            "skipped": self.skipped,
             "seconds": round(self.seconds, 1),
         }
 
 
-def outcomes(judgments: Path) -> dict[str, tuple[int, int]]:
-    """Per judged pair: (judgments right, judgments made), from a run's judgments.jsonl."""
+def outcomes(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """Per judged pair: (judgments right, judgments made), from a run directory's judgments."""
     tally: dict[str, tuple[int, int]] = {}
-    for _, record in read_jsonl(judgments, tolerate_torn_tail=True):
-        item = str(record["item_id"])
-        right, made = tally.get(item, (0, 0))
-        tally[item] = (right + bool(record.get("correct")), made + 1)
+    for judgment in RunDir(run_dir).iter_judgments():
+        right, made = tally.get(judgment.item_id, (0, 0))
+        tally[judgment.item_id] = (right + bool(judgment.correct), made + 1)
     return tally
 
 
@@ -109,7 +105,7 @@ def screen_pairs(
     result = evaluate(
         "preference", run_dir, judge=judge, progress=progress, data=str(data), limit=limit, **judge_settings
     )
-    tally = outcomes(result.run_dir / "judgments.jsonl")
+    tally = outcomes(result.run_dir)
     screened = kept = wrong_all = skipped = 0
     lines: list[str] = []
     for item_id, record in _records(data, limit):
