@@ -210,3 +210,29 @@ def test_grpo_gets_what_the_budget_leaves_after_the_last_evaluation() -> None:
     assert grpo_seconds(cfg, late) == 1.0  # past the budget already: GRPO's one step still runs
     assert grpo_seconds(DemoConfig(Path("x"), budget_seconds=None), spent) is None
     assert demo_config(quick=True).budget_seconds is None and demo_config().budget_seconds is not None
+
+
+def test_grpo_records_and_warns_of_steps_that_taught_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rmr1.train.grpo
+    from rmr1.demo.training import grpo
+    from rmr1.train.sft import TrainResult
+
+    def fake_run_grpo(recipe: object, log: object = None) -> TrainResult:  # the curves a collapsed run logs
+        out = Path(recipe.output_dir)  # type: ignore[attr-defined]
+        out.mkdir(parents=True)
+        zero = [0.5, 0.0, 1.0, 1.0, 1.0, 1.0]
+        rows = [
+            {"step": i + 1, "frac_reward_zero_std": z, "judge/accuracy": 0.5 if z == 1.0 else 0.4}
+            for i, z in enumerate(zero)
+        ]
+        (out / "curves.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return TrainResult(out, len(zero), 1.0, {})
+
+    monkeypatch.setattr(rmr1.train.grpo, "run_grpo", fake_run_grpo)
+    cfg = DemoConfig(tmp_path, grpo_steps=6, budget_seconds=None)
+    result, lines = DemoResult(tmp_path), []
+    grpo(cfg, "model", tmp_path / "pairs.jsonl", result, lines.append)
+    assert result.grpo["stalled_steps"] == [[3, 6]] and result.grpo["steps"] == 6
+    assert any("warning" in line and "steps 3-6" in line and "one position" in line for line in lines)

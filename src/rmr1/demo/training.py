@@ -89,13 +89,23 @@ def grpo_seconds(cfg: DemoConfig, result: DemoResult) -> float | None:
 
 def grpo(cfg: DemoConfig, model: str, data: Path, result: DemoResult, log: Callable[[str], None]) -> None:
     from rmr1.train.grpo import run_grpo
+    from rmr1.train.runtime import read_curves
+    from rmr1.train.stalls import stalled_stretches
 
     seconds = grpo_seconds(cfg, result)
     recipe = dataclasses.replace(grpo_recipe(cfg, model, data, cfg.out_dir / "grpo"), max_seconds=seconds)
     trained = timed(result, "grpo", log, lambda: run_grpo(recipe, log=lambda *_: None))
-    result.grpo = {"steps": trained.steps, "max_steps": cfg.grpo_steps, "max_seconds": seconds}
+    stalls = stalled_stretches(read_curves(cfg.out_dir / "grpo"))
+    result.grpo = {
+        "steps": trained.steps,
+        "max_steps": cfg.grpo_steps,
+        "max_seconds": seconds,
+        "stalled_steps": [[s.first, s.last] for s in stalls],  # every group unanimous: nothing learned
+    }
     if seconds is not None and trained.steps < cfg.grpo_steps:
         log(f"  GRPO: {trained.steps} of {cfg.grpo_steps} steps, the rest would not fit the time budget")
+    for stall in stalls:
+        log(f"  warning: {stall.describe(both_orders=True)}")
 
 
 def screen(cfg: DemoConfig, model: str, result: DemoResult, log: Callable[[str], None]) -> Path:

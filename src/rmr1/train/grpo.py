@@ -18,6 +18,7 @@ gets -1.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,10 +35,12 @@ from rmr1.train.runtime import (
     load_tokenizer,
     lora_config,
     make_trl_config,
+    read_curves,
     require_training,
     training_callbacks,
 )
 from rmr1.train.sft import TrainResult, train_and_save
+from rmr1.train.stalls import stalled_stretches
 from rmr1.verdicts import parse_verdict, rm_r1_reward, strict_reward
 
 # "consistent": each rollout is judged by the paper's rule, then paired across orders (rmr1.train.consistency).
@@ -259,7 +262,16 @@ def run_grpo(recipe: GRPORecipe, *, log: Any = print) -> TrainResult:
         peft_config=lora_config(recipe.lora),
         callbacks=training_callbacks(recipe),
     )
-    return train_and_save(trainer, recipe, tokenizer, notes)
+    result = train_and_save(trainer, recipe, tokenizer, notes)
+    return with_stall_notes(result, recipe, log)
+
+
+def with_stall_notes(result: TrainResult, recipe: GRPORecipe, log: Any = print) -> TrainResult:
+    """``result`` with a note (also logged) for each stretch of steps in which every group was unanimous."""
+    found = [s.describe(pairs_both_orders(recipe)) for s in stalled_stretches(read_curves(recipe.output_dir))]
+    for note in found:
+        log(f"warning: {note}")
+    return dataclasses.replace(result, notes=(*result.notes, *found)) if found else result
 
 
 __all__ = [
@@ -271,4 +283,5 @@ __all__ = [
     "grpo_dataset",
     "run_grpo",
     "split_rollout",
+    "with_stall_notes",
 ]
