@@ -188,6 +188,25 @@ def test_unknown_model_family_needs_an_end_of_turn(tmp_path: Path) -> None:
     assert result.stop_tokens == ("</s>",)
 
 
+def test_keys_veRL_cannot_take_are_named_in_the_notes(tmp_path: Path) -> None:
+    write_prompts(tmp_path / "rl.jsonl")
+    overrides = [
+        "model=acme/judge-7b",
+        "advantage_group=pair",
+        "reward=consistent",
+        "rollout_batch_prompts=2",
+    ]
+    recipe = load_recipe(GRPORecipe, "tiny-cpu-grpo", overrides, dataset=str(tmp_path / "rl.jsonl"))
+    result = export_verl(recipe, tmp_path / "out", VerlOptions(end_of_turn="</s>"))
+    assert any("advantage_group=pair is not carried over" in note for note in result.notes)
+    assert any("reward=consistent is not carried over" in note for note in result.notes)
+    plain = load_recipe(
+        GRPORecipe, "tiny-cpu-grpo", ["model=acme/judge-7b"], dataset=str(tmp_path / "rl.jsonl")
+    )
+    notes = export_verl(plain, tmp_path / "b", VerlOptions(end_of_turn="</s>")).notes
+    assert not any("carried over" in note for note in notes)
+
+
 def test_nodes_follow_the_model_size() -> None:
     assert [nodes_for(m) for m in ("Qwen/Qwen2.5-7B-Instruct", "runs/qwen2.5-14b-sft", "x-32B", "tiny")] == [
         1,

@@ -172,6 +172,29 @@ def test_grpo_with_lora_generates_with_merged_adapters_and_trains(
     )  # the adapter trained and was saved
 
 
+@pytest.mark.slow  # uses the taught verdict model above
+def test_grpo_with_pair_groups_takes_advantages_over_both_orders(
+    verdict_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rmr1.train.pair_baseline as pair_baseline
+    from rmr1.train.grpo import run_grpo
+
+    keys_seen: list[list[str]] = []
+    real = pair_baseline.pair_advantages
+
+    def watched(rewards, keys, scale="group"):  # type: ignore[no-untyped-def]
+        keys_seen.append(list(keys))
+        return real(rewards, keys, scale)
+
+    monkeypatch.setattr(pair_baseline, "pair_advantages", watched)
+    recipe = _grpo_recipe(verdict_model, tmp_path, "max_steps=1", "advantage_group=pair")
+    result = run_grpo(recipe, log=lambda *_: None)
+    assert len(keys_seen) == 1 and len(keys_seen[0]) == 16  # one rollout: 2 prompts x 8 generations
+    assert len(set(keys_seen[0])) == 1  # the two prompts were one pair's two orders, grouped as one
+    rows = [json.loads(line) for line in (result.output_dir / "curves.jsonl").read_text().splitlines()]
+    assert pair_baseline.PAIR_ZERO_STD in rows[0]
+
+
 def test_overlong_prompts_are_dropped(tiny_model: Path, tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 

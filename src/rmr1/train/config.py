@@ -96,6 +96,10 @@ class GRPORecipe:
     # Each pair in both orders, side by side in one rollout (AB then BA), whatever the reward: a batch whose
     # positions balance pair by pair, so a drift toward one letter earns nothing (always on for consistent)
     paired_orders: bool = False
+    # prompt: each prompt's rollouts form a GRPO group (TRL's); pair: both orders of a pair form one group of
+    # 2n, so a judge that answers one letter whatever the order still gets a gradient (rmr1.train.pair_baseline;
+    # implies paired_orders)
+    advantage_group: str = "prompt"
     num_generations: int = 7  # group size n
     rollout_batch_prompts: int = 1024  # prompts per generation round
     mini_batch_prompts: int = 128  # prompts per optimizer step
@@ -303,10 +307,15 @@ def check_recipe(recipe: SFTRecipe | GRPORecipe) -> None:
             raise ConfigError(
                 f"config key 'reward': choose rm_r1, strict or consistent, got {recipe.reward!r}"
             )
-        if (recipe.reward == "consistent" or recipe.paired_orders) and recipe.rollout_batch_prompts % 2:
+        if recipe.advantage_group not in ("prompt", "pair"):
             raise ConfigError(
-                "config key 'rollout_batch_prompts': reward=consistent and paired_orders need an even "
-                "number (both orders of each pair in one rollout)"
+                f"config key 'advantage_group': choose prompt or pair, got {recipe.advantage_group!r}"
+            )
+        paired = recipe.reward == "consistent" or recipe.paired_orders or recipe.advantage_group == "pair"
+        if paired and recipe.rollout_batch_prompts % 2:
+            raise ConfigError(
+                "config key 'rollout_batch_prompts': reward=consistent, paired_orders and advantage_group=pair "
+                "need an even number (both orders of each pair in one rollout)"
             )
         if recipe.num_generations < 2:
             raise ConfigError("config key 'num_generations': GRPO needs at least 2 completions per prompt")

@@ -269,6 +269,16 @@ def _prompts(recipe: GRPORecipe) -> list[dict[str, Any]]:
     return judge_prompts(recipe.dataset, split=recipe.dataset_split, template=template, limit=recipe.limit)
 
 
+def _unmapped(recipe: GRPORecipe) -> list[str]:
+    """Notes for the recipe keys the veRL run does not carry over."""
+    notes = []
+    if recipe.reward == "consistent":
+        notes.append("reward=consistent is not carried over: the reward module applies the paper's rule")
+    if recipe.advantage_group == "pair":
+        notes.append("advantage_group=pair is not carried over: veRL groups the rollouts of each prompt")
+    return notes
+
+
 def export_verl(recipe: GRPORecipe, out: Path, options: VerlOptions | None = None) -> VerlExport:
     """Write the veRL run for ``recipe`` (its dataset = judge prompts with a winner) into ``out``."""
     options = options or VerlOptions()
@@ -276,7 +286,7 @@ def export_verl(recipe: GRPORecipe, out: Path, options: VerlOptions | None = Non
     source = options.tokenizer or model_path(recipe.model)
     tokenizer = _load_tokenizer(source)
     stops = stop_tokens(tokenizer, source, options.end_of_turn)
-    notes, dropped = [], 0
+    notes, dropped = _unmapped(recipe), 0
     if tokenizer is not None:
         from rmr1.train.grpo import drop_long_prompts
 

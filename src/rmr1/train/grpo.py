@@ -27,6 +27,7 @@ from rmr1.prompts import get_template
 from rmr1.train.config import GRPORecipe, world_size
 from rmr1.train.consistency import consistency_rewards, paired_layout
 from rmr1.train.mixes import judge_prompts
+from rmr1.train.pair_baseline import pair_baseline_trainer
 from rmr1.train.rollouts import merged_rollout_trainer
 from rmr1.train.runtime import (
     apply_extra,
@@ -137,7 +138,7 @@ def split_rollout(recipe: GRPORecipe, world: int) -> tuple[int, int, int, list[s
 
 def pairs_both_orders(recipe: GRPORecipe) -> bool:
     """Both orders of each pair side by side in the data (and TRL's shuffle off to keep them so)."""
-    return recipe.reward == "consistent" or recipe.paired_orders
+    return recipe.reward == "consistent" or recipe.paired_orders or recipe.advantage_group == "pair"
 
 
 def grpo_args(recipe: GRPORecipe, world: int | None = None) -> tuple[dict[str, Any], list[str]]:
@@ -253,6 +254,8 @@ def run_grpo(recipe: GRPORecipe, *, log: Any = print) -> TrainResult:
     trainer_cls: type = GRPOTrainer
     if recipe.lora.enabled and recipe.lora.merge_for_rollouts:
         trainer_cls = merged_rollout_trainer(GRPOTrainer)
+    if recipe.advantage_group == "pair":
+        trainer_cls = pair_baseline_trainer(trainer_cls)
     trainer = trainer_cls(
         model=model_path,
         reward_funcs=[reward],

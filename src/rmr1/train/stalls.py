@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rmr1.train.pair_baseline import PAIR_ZERO_STD
+
 ZERO_STD = "frac_reward_zero_std"
 ACCURACY = "judge/accuracy"
 MIN_STEPS = 3  # one or two unanimous steps happen in healthy runs (a pair every sample gets right)
@@ -47,13 +49,15 @@ def stalled_stretches(rows: Iterable[Mapping[str, Any]], min_steps: int = MIN_ST
     """The runs of at least ``min_steps`` consecutive logged steps in which every group was unanimous.
 
     ``rows`` are the curves a run logged (rmr1.train.runtime.read_curves); rows without
-    ``frac_reward_zero_std`` (SFT, or the trainer's closing summary) are skipped."""
+    ``frac_reward_zero_std`` (SFT, or the trainer's closing summary) are skipped. With pair groups
+    (``advantage_group="pair"``) a group is the pair's rollouts in both orders, read from their own metric."""
     stalls: list[Stall] = []
     run: list[Mapping[str, Any]] = []
     for row in rows:
-        if ZERO_STD not in row:
+        key = PAIR_ZERO_STD if PAIR_ZERO_STD in row else ZERO_STD
+        if key not in row:
             continue
-        if float(row[ZERO_STD]) >= 1.0:
+        if float(row[key]) >= 1.0:
             run.append(row)
             continue
         stalls.extend(_close(run, min_steps))
