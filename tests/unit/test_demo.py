@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -219,8 +220,8 @@ def test_grpo_records_and_warns_of_steps_that_taught_nothing(
     from rmr1.demo.training import grpo
     from rmr1.train.sft import TrainResult
 
-    def fake_run_grpo(recipe: object, log: object = None) -> TrainResult:  # the curves a collapsed run logs
-        out = Path(recipe.output_dir)  # type: ignore[attr-defined]
+    def fake_run_grpo(recipe: Any, log: Any = None) -> TrainResult:  # the curves a collapsed run logs
+        out = Path(recipe.output_dir)
         out.mkdir(parents=True)
         zero = [0.5, 0.0, 1.0, 1.0, 1.0, 1.0]
         rows = [
@@ -228,11 +229,14 @@ def test_grpo_records_and_warns_of_steps_that_taught_nothing(
             for i, z in enumerate(zero)
         ]
         (out / "curves.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        return TrainResult(out, len(zero), 1.0, {})
+        return rmr1.train.grpo.with_stall_notes(TrainResult(out, len(zero), 1.0, {}), recipe, log)
 
     monkeypatch.setattr(rmr1.train.grpo, "run_grpo", fake_run_grpo)
     cfg = DemoConfig(tmp_path, grpo_steps=6, budget_seconds=None)
     result, lines = DemoResult(tmp_path), []
     grpo(cfg, "model", tmp_path / "pairs.jsonl", result, lines.append)
     assert result.grpo["stalled_steps"] == [[3, 6]] and result.grpo["steps"] == 6
-    assert any("warning" in line and "steps 3-6" in line and "one position" in line for line in lines)
+    assert any(
+        line.startswith("  GRPO warning:") and "steps 3-6" in line and "one position" in line
+        for line in lines
+    )

@@ -65,7 +65,9 @@ def _sft_rows(path: Path, n: int) -> Path:
     return path
 
 
-def test_sft_step_changes_weights_and_logs_curves(tiny_model: Path, tmp_path: Path) -> None:
+def test_sft_step_changes_weights_and_logs_curves(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from rmr1.train.sft import run_sft
 
     recipe = load_recipe(
@@ -82,9 +84,12 @@ def test_sft_step_changes_weights_and_logs_curves(tiny_model: Path, tmp_path: Pa
             *CPU,
         ],
     )
-    result = run_sft(recipe, log=lambda *_: None)
+    lines: list[str] = []
+    result = run_sft(recipe, log=lines.append)
     assert result.steps == 1
     assert _changed(_weights(tiny_model), _weights(result.output_dir)) > 0
+    assert [line.split(",")[0].rsplit(" ", 1)[0] for line in lines] == ["step 1/1: loss"]
+    assert "{'loss'" not in capsys.readouterr().out  # transformers' raw dict printer is off
     curves = (result.output_dir / "curves.jsonl").read_text().splitlines()
     assert curves and "loss" in json.loads(curves[0])
     assert (result.output_dir / "curves.csv").is_file() and (result.output_dir / "recipe.json").is_file()
@@ -292,3 +297,15 @@ def test_sft_with_a_time_budget_stops_early_and_saves(tiny_model: Path, tmp_path
     bad = dataclasses.replace(recipe, max_seconds=0.0)
     with pytest.raises(ConfigError, match="max_seconds must be positive"):
         run_sft(bad, log=lambda *_: None)
+
+
+def test_a_step_line_shows_the_main_values_briefly() -> None:
+    from rmr1.train.runtime import step_line
+
+    logs = {"loss": 0.02192, "reward": 0.125, "judge/accuracy": 0.5625, "kl": 0.0012251, "step_time": 27.26}
+    line = step_line(4, 16, {**logs, "completions/mean_length": 93.31, "epoch": 0.1})
+    assert line == (
+        "step 4/16: loss 0.0219, reward 0.125, rollout accuracy 56%, kl 0.00123, length 93.3, time 27.3s"
+    )
+    assert step_line(1, 2, {"loss": 1.5}) == "step 1/2: loss 1.5"
+    assert step_line(2, 2, {"train_loss": 1.0, "epoch": 1.0}) is None  # the closing summary

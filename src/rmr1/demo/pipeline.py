@@ -122,7 +122,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> DemoResult:
     prompts = prepare_task(cfg)
     sft_data = _distill(cfg, prompts, result, log)
     _stage(result, cfg, "base", base, log)
-    timed(result, "sft", log, lambda: sft(cfg, base, sft_data, out / "sft"))
+    timed(result, "sft", log, lambda: sft(cfg, base, sft_data, out / "sft", log))
     _stage(result, cfg, "sft", str(out / "sft"), log)
     rl_data = screen(cfg, str(out / "sft"), result, log)
     grpo(cfg, str(out / "sft"), rl_data, result, log)

@@ -26,7 +26,7 @@ def _precision() -> str:
 LORA = {"enabled": True, "r": 16, "alpha": 32}  # both stages
 
 
-def sft(cfg: DemoConfig, model: str, data: Path, out: Path) -> Any:
+def sft(cfg: DemoConfig, model: str, data: Path, out: Path, log: Callable[[str], None]) -> Any:
     from rmr1.train.config import SFTRecipe, load_recipe
     from rmr1.train.sft import run_sft
 
@@ -45,7 +45,7 @@ def sft(cfg: DemoConfig, model: str, data: Path, out: Path) -> Any:
         threads=cfg.threads,
         lora=LORA,
     )
-    return run_sft(recipe, log=lambda *_: None)
+    return run_sft(recipe, log=lambda line: log(f"  SFT {line}"))
 
 
 def grpo_recipe(
@@ -94,7 +94,8 @@ def grpo(cfg: DemoConfig, model: str, data: Path, result: DemoResult, log: Calla
 
     seconds = grpo_seconds(cfg, result)
     recipe = dataclasses.replace(grpo_recipe(cfg, model, data, cfg.out_dir / "grpo"), max_seconds=seconds)
-    trained = timed(result, "grpo", log, lambda: run_grpo(recipe, log=lambda *_: None))
+    # each step's line, and a warning for each stretch of steps that taught nothing (rmr1.train.stalls)
+    trained = timed(result, "grpo", log, lambda: run_grpo(recipe, log=lambda line: log(f"  GRPO {line}")))
     stalls = stalled_stretches(read_curves(cfg.out_dir / "grpo"))
     result.grpo = {
         "steps": trained.steps,
@@ -104,8 +105,6 @@ def grpo(cfg: DemoConfig, model: str, data: Path, result: DemoResult, log: Calla
     }
     if seconds is not None and trained.steps < cfg.grpo_steps:
         log(f"  GRPO: {trained.steps} of {cfg.grpo_steps} steps, the rest would not fit the time budget")
-    for stall in stalls:
-        log(f"  warning: {stall.describe(both_orders=True)}")
 
 
 def screen(cfg: DemoConfig, model: str, result: DemoResult, log: Callable[[str], None]) -> Path:

@@ -263,7 +263,7 @@ def run_grpo(recipe: GRPORecipe, *, log: Any = print) -> TrainResult:
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora_config(recipe.lora),
-        callbacks=training_callbacks(recipe),
+        callbacks=training_callbacks(recipe, log),
     )
     result = train_and_save(trainer, recipe, tokenizer, notes)
     return with_stall_notes(result, recipe, log)

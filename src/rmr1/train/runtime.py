@@ -6,7 +6,7 @@ import csv
 import dataclasses
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -201,9 +201,57 @@ class TimeBudget(TrainerCallback):  # type: ignore[misc]
             self.stopped_early = True
 
 
-def training_callbacks(recipe: SFTRecipe | GRPORecipe) -> list[Any]:
-    """The curves log, and the time budget when the recipe sets ``max_seconds``."""
+# what a step's line shows, in this order (every logged value is in curves.jsonl)
+STEP_FIELDS = (
+    ("loss", "loss"),
+    ("reward", "reward"),
+    ("judge/accuracy", "rollout accuracy"),
+    ("kl", "kl"),
+    ("completions/mean_length", "length"),
+    ("step_time", "time"),
+)
+
+
+def step_line(step: int, max_steps: int, logs: Mapping[str, Any]) -> str | None:
+    """'step 3/16: loss 0.0219, reward 0.125, rollout accuracy 56%, kl 0.00123, length 93, time 27.3s',
+    or None for a row without any of the step fields (the closing summary)."""
+    parts = []
+    for key, label in STEP_FIELDS:
+        value = logs.get(key)
+        if not isinstance(value, (int, float)):
+            continue
+        if key == "judge/accuracy":
+            parts.append(f"{label} {value:.0%}")
+        elif key == "step_time":
+            parts.append(f"{label} {value:.1f}s")
+        else:
+            parts.append(f"{label} {value:.3g}")
+    return f"step {step}/{max_steps}: " + ", ".join(parts) if parts else None
+
+
+class StepLines(TrainerCallback):  # type: ignore[misc]
+    """One short line per logged step through the run's ``log``, in place of the metrics dict transformers
+    prints when its progress bar is off (train_and_save removes that printer)."""
+
+    def __init__(self, log: Callable[[str], Any]) -> None:
+        self.log = log
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **_: Any
+    ) -> None:
+        if not state.is_world_process_zero or not logs or "train_runtime" in logs:
+            return
+        line = step_line(state.global_step, state.max_steps, logs)
+        if line is not None:
+            self.log(line)
+
+
+def training_callbacks(recipe: SFTRecipe | GRPORecipe, log: Callable[[str], Any] | None = None) -> list[Any]:
+    """The curves log, a line per step through ``log`` when given, and the time budget when the recipe sets
+    ``max_seconds``."""
     callbacks: list[Any] = [CurveLogger(recipe.output_dir)]
+    if log is not None:
+        callbacks.append(StepLines(log))
     if recipe.max_seconds is not None:
         if recipe.max_seconds <= 0:
             raise ConfigError(f"max_seconds must be positive, got {recipe.max_seconds}")
@@ -255,6 +303,7 @@ __all__ = [
     "CURVES_CSV",
     "CURVES_JSONL",
     "CurveLogger",
+    "StepLines",
     "TimeBudget",
     "apply_extra",
     "attention_for_machine",
@@ -267,6 +316,7 @@ __all__ = [
     "read_curves",
     "require_training",
     "save_final",
+    "step_line",
     "training_callbacks",
     "write_csv",
 ]

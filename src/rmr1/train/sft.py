@@ -41,6 +41,9 @@ def train_and_save(
     trainer: Any, recipe: SFTRecipe | GRPORecipe, tokenizer: Any, notes: list[str]
 ) -> TrainResult:
     """Run a built TRL trainer, save the final model, and report steps, time and metrics (both stages)."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # its raw dicts are in curves.jsonl; StepLines prints a line
     started = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - started
@@ -143,7 +146,7 @@ def run_sft(recipe: SFTRecipe, *, log: Any = print) -> TrainResult:
         train_dataset=rows,
         processing_class=tokenizer,
         peft_config=lora_config(recipe.lora),
-        callbacks=training_callbacks(recipe),
+        callbacks=training_callbacks(recipe, log),
     )
     return train_and_save(trainer, recipe, tokenizer, notes)
 
