@@ -37,8 +37,7 @@ class DemoConfig:
     # groups of 8 (the paper's 7, rounded to divide the batch): on the screened pairs, which the SFT judge
     # gets right about half the time, a larger group is more often split; 16 rollouts a step either way
     num_generations: int = 8
-    # 1e-4: over five sampling seeds 2e-4 gained +5.2, +1.5, -8.3, -2.0 and +3.0 points (a lean towards one
-    # letter in the worst), 1e-4 gained between +1.2 and +4.3 every time (docs/design/demo.md)
+    # 1e-4 gained on every one of five sampling seeds; 2e-4 averaged nil (the seed table: docs/design/demo.md)
     grpo_lr: float = 1e-4
     grpo_beta: float = 0.1  # KL to the SFT policy; without it GRPO drifts into always answering A
     # GRPO's pool screened by the SFT judge: only pairs it gets wrong in some order teach anything (0: off)
