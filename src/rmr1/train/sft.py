@@ -131,8 +131,10 @@ def run_sft(recipe: SFTRecipe, *, log: Any = print) -> TrainResult:
     from trl import SFTTrainer
 
     from rmr1.threads import apply_threads
+    from rmr1.train.fused_head import compact_on_cpu
 
     apply_threads(recipe.threads)
+    compact_on_cpu()  # TRL's fused head skips unlabelled positions on CPU too (train.fused_head)
 
     config, notes = build_sft_config(recipe)
     fit_attention(config, notes)
