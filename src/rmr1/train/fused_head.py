@@ -6,7 +6,7 @@ log-sum-exp statistics, and the ``(batch, seq, vocab)`` logits are never held at
 projects only the positions whose label is not -100. Everywhere else it projects every position and masks
 the result, because on a compiled device (TRL names Neuron) a number of positions that changes with each
 batch would recompile the graph. Eager CPU compiles nothing, so the masked positions are only waste: an SFT
-example's prompt, a GRPO rollout's prompt and padding, about 60% of the positions in the demo's batches.
+example's prompt (about 140 of the 240 positions of a demo SFT sequence), a GRPO rollout's prompt and padding.
 
 ``compact_on_cpu`` makes the head take its compact path on CPU too. The numbers are unchanged (the same
 tiles, over fewer rows; tests/unit/test_train_fused_head.py), and the demo's SFT step takes 0.66x and its
