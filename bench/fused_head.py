@@ -19,7 +19,8 @@ import json
 import os
 import statistics
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,18 @@ TRL_CHOICE = trl_utils._use_triton
 ARMS = ("every", "labelled")
 
 
-def set_arm(arm: str) -> Callable[[], bool]:
-    """Put TRL's path choice back, and make rmr1's switch do nothing ("every") or its work ("labelled")."""
-    trl_utils._use_triton = TRL_CHOICE
+@contextmanager
+def arm(name: str) -> Iterator[None]:
+    """Within the block TRL chooses the path ("every") or rmr1's switch does ("labelled"); TRL's own choice
+    is back afterwards either way."""
     switch = fused_head.compact_on_cpu
-    fused_head.compact_on_cpu = switch if arm == "labelled" else (lambda: False)  # type: ignore[assignment]
-    return switch
+    if name == "every":
+        fused_head.compact_on_cpu = lambda: False  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        fused_head.compact_on_cpu = switch
+        trl_utils._use_triton = TRL_CHOICE
 
 
 def sft_run(cfg: DemoConfig, model: str, data: Path, out: Path) -> dict[str, Any]:
@@ -73,16 +80,12 @@ def grpo_run(cfg: DemoConfig, model: str, data: Path, out: Path) -> dict[str, An
 def compare(name: str, rounds: int, run: Callable[[str, Path], dict[str, Any]], root: Path) -> None:
     got: dict[str, dict[str, list[float]]] = {arm: {"step_s": [], "loss": []} for arm in ARMS}
     for round_ in range(rounds):
-        for arm in ARMS if round_ % 2 == 0 else ARMS[::-1]:
-            switch = set_arm(arm)
-            try:
-                one = run(arm, root / f"{name}-{arm}-{round_}")
-            finally:
-                fused_head.compact_on_cpu = switch
-                trl_utils._use_triton = TRL_CHOICE
+        for which in ARMS if round_ % 2 == 0 else ARMS[::-1]:
+            with arm(which):
+                one = run(which, root / f"{name}-{which}-{round_}")
             for key, values in one.items():
-                got[arm][key].extend(values)
-            print(f"{name} round {round_} {arm}: {json.dumps(one)}  load {load_average()}", flush=True)
+                got[which][key].extend(values)
+            print(f"{name} round {round_} {which}: {json.dumps(one)}  load {load_average()}", flush=True)
     every, labelled = (statistics.fmean(got[arm]["step_s"]) for arm in ARMS)
     pairs = zip(got["every"]["loss"], got["labelled"]["loss"], strict=True)
     same = all(abs(a - b) <= 1e-3 * max(1.0, abs(a)) for a, b in pairs)

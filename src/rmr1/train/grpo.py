@@ -36,6 +36,7 @@ from rmr1.train.runtime import (
     load_tokenizer,
     lora_config,
     make_trl_config,
+    prepare_process,
     read_curves,
     require_training,
     training_callbacks,
@@ -239,11 +240,7 @@ def run_grpo(recipe: GRPORecipe, *, log: Any = print) -> TrainResult:
         )
     from trl import GRPOTrainer
 
-    from rmr1.threads import apply_threads
-    from rmr1.train.fused_head import compact_on_cpu
-
-    apply_threads(recipe.threads)
-    compact_on_cpu()  # TRL's fused head skips unlabelled positions on CPU too (train.fused_head)
+    prepare_process(recipe)
     config, notes = build_grpo_config(recipe)
     fit_attention(config, notes)
     tokenizer, model_path = load_tokenizer(recipe.model)

@@ -24,6 +24,16 @@ def require_training() -> None:
     require("peft", what="training", extra="training")
 
 
+def prepare_process(recipe: SFTRecipe | GRPORecipe) -> None:
+    """What a training run sets up in its process before TRL builds a trainer: the torch threads, and TRL's
+    fused LM head scoring only the labelled positions on CPU too (rmr1.train.fused_head)."""
+    from rmr1.threads import apply_threads
+    from rmr1.train import fused_head
+
+    apply_threads(recipe.threads)
+    fused_head.compact_on_cpu()
+
+
 def precision_args(precision: str) -> dict[str, Any]:
     """TrainingArguments switches for a precision; TRL defaults to bf16, so each one is set explicitly."""
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
@@ -313,6 +323,7 @@ __all__ = [
     "lora_config",
     "model_dtype",
     "precision_args",
+    "prepare_process",
     "read_curves",
     "require_training",
     "save_final",

@@ -22,6 +22,7 @@ from rmr1.train.runtime import (
     load_tokenizer,
     lora_config,
     make_trl_config,
+    prepare_process,
     require_training,
     save_final,
     training_callbacks,
@@ -130,12 +131,7 @@ def run_sft(recipe: SFTRecipe, *, log: Any = print) -> TrainResult:
     require_training()
     from trl import SFTTrainer
 
-    from rmr1.threads import apply_threads
-    from rmr1.train.fused_head import compact_on_cpu
-
-    apply_threads(recipe.threads)
-    compact_on_cpu()  # TRL's fused head skips unlabelled positions on CPU too (train.fused_head)
-
+    prepare_process(recipe)
     config, notes = build_sft_config(recipe)
     fit_attention(config, notes)
     for note in notes:
