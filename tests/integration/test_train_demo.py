@@ -43,6 +43,16 @@ def test_quick_demo_runs_end_to_end(embedded_model: Path, tmp_path: Path) -> Non
         line = next(x for x in done.stdout.splitlines() if x.strip().startswith(LABELS[name] + " "))
         assert f"{stage['accuracy']:.1%} [{stage['low']:.1%}, {stage['high']:.1%}]" in line
     assert stages["sft"]["parse_failure_rate"] < stages["base"]["parse_failure_rate"]  # SFT taught the format
+    # each training stage against the one before it, paired on the same held-out pairs (rmr1 compare)
+    comparisons = summary["comparisons"]
+    for later, earlier in (("sft", "base"), ("grpo", "sft")):
+        c = comparisons[f"{later}_vs_{earlier}"]
+        diff = stages[later]["accuracy"] - stages[earlier]["accuracy"]
+        assert c["diff"] == pytest.approx(diff, abs=1e-3) and c["pairs"] == summary["test_pairs"]
+        assert c["low"] <= c["diff"] <= c["high"] and 0.0 < c["p_value"] <= 1.0
+        line = next(x for x in done.stdout.splitlines() if x.strip().startswith(f"{LABELS[later]} - "))
+        assert f"{100 * c['diff']:+.1f} points [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}]" in line
+    assert comparisons["sft_vs_base"]["low"] > 0  # SFT learned, by more than its paired interval
     assert {"distill", "sft", "grpo", "eval base", "eval sft", "eval grpo"} <= set(summary["seconds"])
     assert summary["distill"]["kept"] > 0 and summary["distill"]["pass2_attempted"] > 0
     report = (folder / "report.html").read_text()

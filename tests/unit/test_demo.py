@@ -9,16 +9,27 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rmr1.benchmarks import load_benchmark
-from rmr1.demo import DEMO_TEMPLATE, ArithmeticTeacher, DemoConfig, DemoResult, evaluate_stage, make_task
-from rmr1.demo.pipeline import prepare_task, summary, write_summary
+from rmr1.demo import (
+    DEMO_TEMPLATE,
+    ArithmeticTeacher,
+    DemoConfig,
+    DemoResult,
+    StageResult,
+    evaluate_stage,
+    format_difference,
+    make_task,
+)
+from rmr1.demo.pipeline import compare_stages, prepare_task, summary, write_summary
 from rmr1.demo.report import examples, write_report
 from rmr1.evaluation import RunDir
+from rmr1.evaluation.compare import compare_runs
 from rmr1.train.distill import HINT_MARKER
 from rmr1.types import GenerationRequest, Message
 
@@ -122,6 +133,47 @@ def test_summary_and_report_come_from_the_stage_runs(stage_run: DemoResult) -> N
     ]
     assert all(set(e.judgments) == {"base", "sft"} for e in shown)
     assert f"{stage_run.stages['base'].accuracy:.1%}" in page
+
+
+def _always_right(stage: StageResult, out: Path) -> StageResult:
+    """A copy of ``stage``'s run whose every verdict picks the preferred response, as a later stage."""
+    shutil.copytree(stage.run_dir, out)
+    rows = [json.loads(line) for line in (out / "judgments.jsonl").read_text().splitlines()]
+    for row in rows:
+        row.update(verdict=row["order"][0], correct=True, parse_error=None)
+    (out / "judgments.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    scores = {"accuracy": 1.0, "intervals": {"accuracy": [1.0, 1.0]}}
+    return StageResult("sft", "trained", out, scores, 1.0, 1.0)
+
+
+def test_each_training_stage_is_compared_with_the_one_before_on_the_same_pairs(
+    stage_run: DemoResult, tmp_path: Path
+) -> None:
+    base = stage_run.stages["base"]
+    assert base.interval is not None and base.interval[1] < 1.0  # the tiny model is not always right
+    better = _always_right(base, tmp_path / "better")
+    difference = compare_stages(base, better)
+    paired = compare_runs(base.run_dir, better.run_dir).rows["accuracy"]  # what `rmr1 compare` prints
+    assert (difference.key, difference.shared) == ("sft_vs_base", 4)
+    assert difference.diff == pytest.approx(1.0 - base.accuracy) == paired.diff
+    assert [difference.low, difference.high] == paired.interval and difference.p_value == paired.p_value
+    assert difference.separate  # the base interval ends below 1.0
+    assert not compare_stages(base, base).separate and compare_stages(base, base).diff == 0.0
+    line = format_difference(difference)
+    assert line.startswith(f"SFT - base: {100 * difference.diff:+.1f} points [") and "apart" in line
+
+    result = DemoResult(stage_run.out_dir, stages={"base": base, "sft": better})
+    result.comparisons[difference.key] = difference
+    cfg = DemoConfig(stage_run.out_dir, test_pairs=4)
+    entry = summary(result, cfg)["comparisons"]["sft_vs_base"]
+    assert entry["diff"] == pytest.approx(difference.diff, abs=1e-4) and entry["separate_intervals"] is True
+    assert (entry["low"], entry["high"], entry["pairs"]) == (
+        pytest.approx(difference.low, abs=1e-4),
+        pytest.approx(difference.high, abs=1e-4),
+        4,
+    )
+    page = write_report(result, cfg).read_text()
+    assert f"{100 * difference.diff:+.1f} points" in page and "what a stage added" in page
 
 
 def test_splits_do_not_move_when_the_other_split_grows() -> None:

@@ -32,7 +32,7 @@ def demo(
     """Run the RM-R1 pipeline small: scripted-teacher distillation, SFT, GRPO, held-out accuracy."""
     import warnings
 
-    from rmr1.demo import LABELS, demo_config, format_stage, run_demo
+    from rmr1.demo import LABELS, demo_config, format_difference, format_stage, run_demo
 
     at_least(1, threads=threads)
     writable_dir(out)
@@ -46,6 +46,10 @@ def demo(
     typer.echo(f"held-out accuracy ({cfg.test_pairs} pairs, both orders, 95% intervals):")
     for name, stage in result.stages.items():
         typer.echo(f"  {LABELS[name]:<9} {format_stage(stage)}")
+    if result.comparisons:
+        typer.echo("what each stage added, paired on the same pairs (rmr1 compare; 95% interval):")
+        for difference in result.comparisons.values():
+            typer.echo(f"  {format_difference(difference)}")
     typer.echo(
         "wall time: "
         + ", ".join(f"{k} {v:.0f}s" for k, v in result.seconds.items())

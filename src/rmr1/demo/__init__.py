@@ -17,13 +17,24 @@ like any run.
   and traces before and after.
 
 ``OUT/summary.json``: ``{"stages": {"base"|"sft"|"grpo": {"accuracy", "low", "high", "seconds",
-"train_seconds", "eval_seconds", "position_consistency", "parse_failure_rate", ...}}, "seconds": {step: s},
-...}``; accuracies are fractions, ``low``/``high`` the seeded bootstrap 95% interval, ``seconds`` the stage's
-training plus its evaluation.
+"train_seconds", "eval_seconds", "position_consistency", "parse_failure_rate", ...}},
+"comparisons": {"sft_vs_base"|"grpo_vs_sft": {"diff", "low", "high", "p_value", "pairs",
+"separate_intervals"}}, "seconds": {step: s}, ...}``; accuracies are fractions, ``low``/``high`` the seeded
+bootstrap 95% interval, ``seconds`` the stage's training plus its evaluation. A comparison is the paired
+difference of a stage against the one before it on the same held-out pairs (``rmr1 compare``), and whether the
+two stages' own intervals are apart.
 """
 
-from rmr1.demo.config import LABELS, STAGES, DemoConfig, DemoResult, StageResult, demo_config
-from rmr1.demo.pipeline import evaluate_stage, format_stage, run_demo, summary
+from rmr1.demo.config import (
+    LABELS,
+    STAGES,
+    DemoConfig,
+    DemoResult,
+    StageDifference,
+    StageResult,
+    demo_config,
+)
+from rmr1.demo.pipeline import evaluate_stage, format_difference, format_stage, run_demo, summary
 from rmr1.demo.task import DEMO_TEMPLATE, ArithmeticTeacher, make_task
 
 __all__ = [
@@ -33,9 +44,11 @@ __all__ = [
     "ArithmeticTeacher",
     "DemoConfig",
     "DemoResult",
+    "StageDifference",
     "StageResult",
     "demo_config",
     "evaluate_stage",
+    "format_difference",
     "format_stage",
     "make_task",
     "run_demo",

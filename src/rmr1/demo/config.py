@@ -15,6 +15,7 @@ from typing import Any
 
 STAGES = ("base", "sft", "grpo")
 LABELS = {"base": "base", "sft": "SFT", "grpo": "SFT+GRPO"}
+COMPARED = (("sft", "base"), ("grpo", "sft"))  # (later, earlier): what each training stage added
 PROTOCOL = "both"  # each held-out pair judged as AB and BA, so position bias shows as inconsistency
 
 
@@ -119,6 +120,36 @@ class StageResult:
         }
 
 
+@dataclass(frozen=True)
+class StageDifference:
+    """A later stage against an earlier one on the same held-out pairs: the paired difference in accuracy
+    (``rmr1.evaluation.compare``, what ``rmr1 compare`` prints) and whether the stages' own intervals are
+    apart."""
+
+    later: str
+    earlier: str
+    diff: float
+    low: float
+    high: float
+    p_value: float
+    shared: int  # pairs both stages judged
+    separate: bool  # the two stages' own 95% intervals do not overlap
+
+    @property
+    def key(self) -> str:
+        return f"{self.later}_vs_{self.earlier}"
+
+    def to_summary(self) -> dict[str, Any]:
+        return {
+            "diff": round(self.diff, 4),
+            "low": round(self.low, 4),
+            "high": round(self.high, 4),
+            "p_value": round(self.p_value, 4),
+            "pairs": self.shared,
+            "separate_intervals": self.separate,
+        }
+
+
 @dataclass
 class DemoResult:
     out_dir: Path
@@ -127,6 +158,7 @@ class DemoResult:
     distill: dict[str, Any] = field(default_factory=dict)
     screen: dict[str, Any] = field(default_factory=dict)
     grpo: dict[str, Any] = field(default_factory=dict)  # steps trained, and the limits they ran under
+    comparisons: dict[str, StageDifference] = field(default_factory=dict)  # by StageDifference.key
 
 
 def timed(result: DemoResult, step: str, log: Callable[[str], None], fn: Callable[[], Any]) -> Any:
@@ -153,11 +185,13 @@ def judge_settings(cfg: DemoConfig, model: str) -> dict[str, Any]:
 
 
 __all__ = [
+    "COMPARED",
     "LABELS",
     "PROTOCOL",
     "STAGES",
     "DemoConfig",
     "DemoResult",
+    "StageDifference",
     "StageResult",
     "demo_config",
     "judge_settings",

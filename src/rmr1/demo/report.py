@@ -2,7 +2,8 @@
 
 Each stage's run directory already has its full report (scores with intervals, diagnostics, plots, the trace
 browser), written by ``rmr1.evaluation``; this page links them and adds what only the demo knows: the stage
-table (accuracy with its 95% interval, position consistency, parse failures, wall time), the distillation
+table (accuracy with its 95% interval, position consistency, parse failures, wall time), what each training
+stage added (the paired difference against the stage before it), the distillation
 counts, the SFT and GRPO training curves (``rmr1.report.plots.curves_plot``) and the same held-out decisions
 before and after training, highlighted with ``rmr1.report.traces.highlight``.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from rmr1.demo.config import LABELS, DemoConfig, DemoResult, StageResult
+from rmr1.demo.config import LABELS, DemoConfig, DemoResult, StageDifference, StageResult
 from rmr1.evaluation.rundir import RunDir, write_atomic
 from rmr1.report.stats import outcome
 from rmr1.types import Judgment
@@ -94,6 +95,16 @@ def _row(stage: StageResult, out: Path) -> StageRow:
     )
 
 
+def _difference_row(d: StageDifference) -> dict[str, str]:
+    return {
+        "label": f"{LABELS[d.later]} - {LABELS[d.earlier]}",
+        "diff": f"{100 * d.diff:+.1f} points [{100 * d.low:+.1f}, {100 * d.high:+.1f}]",
+        "p_value": f"{d.p_value:.3f}",
+        "pairs": str(d.shared),
+        "apart": "apart" if d.separate else "overlap",
+    }
+
+
 def curve_images(out: Path) -> list[tuple[str, str]]:
     """(title, PNG data URI) for each training stage that logged curves."""
     from rmr1.report.plots import curves_plot
@@ -139,6 +150,7 @@ def render_report(result: DemoResult, cfg: DemoConfig) -> str:
             cfg=cfg,
             written=time.strftime("%Y-%m-%d %H:%M"),
             stages=[_row(stage, out) for stage in result.stages.values()],
+            comparisons=[_difference_row(d) for d in result.comparisons.values()],
             distill=result.distill,
             curves=curve_images(out),
             seconds=result.seconds,
