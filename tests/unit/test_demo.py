@@ -176,6 +176,23 @@ def test_each_training_stage_is_compared_with_the_one_before_on_the_same_pairs(
     assert f"{100 * difference.diff:+.1f} points" in page and "what a stage added" in page
 
 
+def test_grpo_steps_spread_their_rollouts_over_pairs_in_both_orders(tmp_path: Path) -> None:
+    from rmr1.demo import demo_config
+    from rmr1.demo.training import grpo_recipe
+    from rmr1.train.grpo import grpo_args
+
+    for quick in (False, True):
+        cfg = demo_config(quick, tmp_path)
+        recipe = grpo_recipe(cfg, "model", tmp_path / "rl.jsonl", tmp_path / "grpo")
+        args, notes = grpo_args(recipe, world=1)
+        rollouts = cfg.grpo_prompts * cfg.num_generations
+        # one update per rollout batch, which holds whole pairs in both orders, kept together unshuffled
+        assert recipe.advantage_group == "pair" and recipe.paired_orders and cfg.grpo_prompts % 2 == 0
+        assert args["per_device_train_batch_size"] * args["gradient_accumulation_steps"] == rollouts
+        assert args["steps_per_generation"] == args["gradient_accumulation_steps"] and not notes
+        assert args["shuffle_dataset"] is False
+
+
 def test_splits_do_not_move_when_the_other_split_grows() -> None:
     small, large = make_task(10, 20, seed=5), make_task(300, 40, seed=5)
     assert [p.question for p in small.test] == [p.question for p in large.test[:20]]

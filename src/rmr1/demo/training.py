@@ -74,6 +74,7 @@ def grpo_recipe(
         beta=cfg.grpo_beta,
         template=str(cfg.out_dir / "data" / "template.yaml"),
         paired_orders=True,
+        advantage_group=cfg.advantage_group,
         lora={**LORA, **(lora or {})},
     )
 
