@@ -15,7 +15,7 @@ from typing import Any
 
 STAGES = ("base", "sft", "grpo")
 LABELS = {"base": "base", "sft": "SFT", "grpo": "SFT+GRPO"}
-COMPARED = (("sft", "base"), ("grpo", "sft"))  # (later, earlier): what each training stage added
+PREVIOUS = {"sft": "base", "grpo": "sft"}  # each training stage is compared with the stage it started from
 PROTOCOL = "both"  # each held-out pair judged as AB and BA, so position bias shows as inconsistency
 
 
@@ -141,6 +141,16 @@ class StageDifference:
     def key(self) -> str:
         return f"{self.later}_vs_{self.earlier}"
 
+    def cells(self) -> dict[str, str]:
+        """The difference as the CLI line and the report's table show it (points, to one decimal)."""
+        return {
+            "label": f"{LABELS[self.later]} - {LABELS[self.earlier]}",
+            "diff": f"{100 * self.diff:+.1f} points [{100 * self.low:+.1f}, {100 * self.high:+.1f}]",
+            "p_value": f"{self.p_value:.3f}",
+            "pairs": str(self.shared),
+            "apart": "apart" if self.separate else "overlap",
+        }
+
     def to_summary(self) -> dict[str, Any]:
         return {
             "diff": round(self.diff, 4),
@@ -187,8 +197,8 @@ def judge_settings(cfg: DemoConfig, model: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "COMPARED",
     "LABELS",
+    "PREVIOUS",
     "PROTOCOL",
     "STAGES",
     "DemoConfig",

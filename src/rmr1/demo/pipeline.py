@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from rmr1.demo.config import (
-    COMPARED,
     LABELS,
+    PREVIOUS,
     PROTOCOL,
     DemoConfig,
     DemoResult,
@@ -108,11 +108,11 @@ def _stage(
     stage = timed(result, f"eval {name}", log, lambda: evaluate_stage(name, model, cfg, train_seconds))
     result.stages[name] = stage
     log(f"  {LABELS[name]}: {format_stage(stage)}")
-    for later, earlier in COMPARED:
-        if later == name and earlier in result.stages:
-            difference = compare_stages(result.stages[earlier], stage)
-            result.comparisons[difference.key] = difference
-            log(f"  {format_difference(difference)}")
+    earlier = result.stages.get(PREVIOUS.get(name, ""))
+    if earlier is not None:
+        difference = compare_stages(earlier, stage)
+        result.comparisons[difference.key] = difference
+        log(f"  {format_difference(difference)}")
     return stage
 
 
@@ -180,11 +180,10 @@ def format_stage(stage: StageResult) -> str:
 
 def format_difference(d: StageDifference) -> str:
     """'SFT+GRPO - SFT: +4.0 points [+1.5, +6.7], p = 0.006 (paired, 300 pairs); stage intervals overlap'."""
-    apart = "apart" if d.separate else "overlap"
+    c = d.cells()
     return (
-        f"{LABELS[d.later]} - {LABELS[d.earlier]}: {100 * d.diff:+.1f} points "
-        f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}], p = {d.p_value:.3f} (paired, {d.shared} pairs); "
-        f"stage intervals {apart}"
+        f"{c['label']}: {c['diff']}, p = {c['p_value']} (paired, {c['pairs']} pairs); "
+        f"stage intervals {c['apart']}"
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from rmr1.demo.config import LABELS, DemoConfig, DemoResult, StageDifference, StageResult
+from rmr1.demo.config import LABELS, DemoConfig, DemoResult, StageResult
 from rmr1.evaluation.rundir import RunDir, write_atomic
 from rmr1.report.stats import outcome
 from rmr1.types import Judgment
@@ -95,16 +95,6 @@ def _row(stage: StageResult, out: Path) -> StageRow:
     )
 
 
-def _difference_row(d: StageDifference) -> dict[str, str]:
-    return {
-        "label": f"{LABELS[d.later]} - {LABELS[d.earlier]}",
-        "diff": f"{100 * d.diff:+.1f} points [{100 * d.low:+.1f}, {100 * d.high:+.1f}]",
-        "p_value": f"{d.p_value:.3f}",
-        "pairs": str(d.shared),
-        "apart": "apart" if d.separate else "overlap",
-    }
-
-
 def curve_images(out: Path) -> list[tuple[str, str]]:
     """(title, PNG data URI) for each training stage that logged curves."""
     from rmr1.report.plots import curves_plot
@@ -150,7 +140,7 @@ def render_report(result: DemoResult, cfg: DemoConfig) -> str:
             cfg=cfg,
             written=time.strftime("%Y-%m-%d %H:%M"),
             stages=[_row(stage, out) for stage in result.stages.values()],
-            comparisons=[_difference_row(d) for d in result.comparisons.values()],
+            comparisons=[d.cells() for d in result.comparisons.values()],
             distill=result.distill,
             curves=curve_images(out),
             seconds=result.seconds,
