@@ -2,18 +2,19 @@
 
 ``read_jsonl`` yields (line number, object). ``tolerate_torn_tail`` skips a last line that has no newline and
 does not parse (what a SIGKILL mid-write leaves); any other bad line is an error.
-``JsonlAppender`` writes whole lines with one ``write`` + flush, and first cuts off a torn tail so a resumed
-run never appends after half a record.
+``write_jsonl`` writes a whole file atomically. ``JsonlAppender`` writes whole lines with one ``write`` +
+flush, and first cuts off a torn tail so a resumed run never appends after half a record.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from rmr1.atomic import write_atomic
 from rmr1.errors import InputError
 from rmr1.preferences import parse_preference
 from rmr1.textio import decode_utf8
@@ -64,6 +65,14 @@ def cut_torn_tail(path: Path) -> None:
         handle.truncate(keep)
 
 
+def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write ``rows`` as a whole JSONL file (its folder created), replacing any earlier one atomically."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(p, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return p
+
+
 class JsonlAppender:
     """Append JSON objects as whole lines: each batch is one ``write`` system call on an ``O_APPEND``
     descriptor, so a SIGKILL leaves the batch wholly on disk or not at all (and a torn tail, should a huge
@@ -73,7 +82,8 @@ class JsonlAppender:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         cut_torn_tail(self.path)
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # 0666 less the umask, what open() gives a new file
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
 
     def write(self, records: list[Mapping[str, Any]] | Mapping[str, Any]) -> None:
         batch = [records] if isinstance(records, Mapping) else records

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from rmr1.atomic import share_tree
 from rmr1.errors import ModelLoadError
 
 DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
@@ -91,6 +92,7 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         plain.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         (tmp / _DONE_MARKER).write_text(json.dumps({"source": str(gguf), "bytes": gguf.stat().st_size}))
+        share_tree(tmp)  # mkdtemp's 0700 would hide the model from other users of a shared $RMR1_HOME
         if target.exists():  # a stale, incomplete folder from an older layout
             shutil.rmtree(target)
         os.replace(tmp, target)

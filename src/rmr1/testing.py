@@ -1,4 +1,5 @@
-"""Test support: a tiny randomly initialised Llama with a tokenizer trained offline in a second.
+"""Test support: a tiny randomly initialised Llama with a tokenizer trained offline in a second, and a small
+labelled preference file whose right answers a scripted judge can work out.
 
 Unit tests of training, backends and adapters use it instead of a real checkpoint: it loads in milliseconds and
 has the same interfaces (chat template with ``{% generation %}`` markers, so TRL's assistant-only loss works).
@@ -77,3 +78,20 @@ def build_tiny_model(path: str | Path, *, seed: int = 0, vocab_size: int = 600) 
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     return out
+
+
+SUBSETS = ("chat", "math", "code")
+
+
+def addition_pairs(n: int = 12, *, start: int = 0) -> list[dict[str, str]]:
+    """``n`` preference rows "What is i + 1?" (chosen i + 1, rejected i + 2), subsets chat/math/code in turn."""
+    return [
+        {
+            "id": f"q{i}",
+            "prompt": f"What is {i} + 1?",
+            "chosen": f"It is {i + 1}.",
+            "rejected": f"It is {i + 2}.",
+            "subset": SUBSETS[i % 3],
+        }
+        for i in range(start, start + n)
+    ]

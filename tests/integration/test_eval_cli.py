@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from rmr1.jsonl import write_jsonl
+from rmr1.testing import addition_pairs
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 # The real CLI with one extra mock rule, for tests only: slow enough to be killed mid-run, verdicts mixed.
@@ -44,18 +47,7 @@ def rmr1(*args: str, slow_rule: bool = False) -> subprocess.CompletedProcess[str
 
 
 def write_pairs(path: Path, n: int = 12) -> Path:
-    rows = [
-        {
-            "id": f"q{i}",
-            "prompt": f"What is {i} + 1?",
-            "chosen": f"It is {i + 1}.",
-            "rejected": f"It is {i + 2}.",
-            "subset": ("chat", "math", "code")[i % 3],
-        }
-        for i in range(n)
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+    return write_jsonl(path, addition_pairs(n))
 
 
 def records(run_dir: Path) -> list[dict]:  # type: ignore[type-arg]

@@ -13,10 +13,11 @@ import rmr1
 from rmr1.backends.mock import MockBackend
 from rmr1.errors import ConfigError, InputError
 from rmr1.evaluation import Diagnostics, RunDir, Shard, evaluate, merge_runs, rescore, shard_of
+from rmr1.jsonl import write_jsonl
 from rmr1.judge import Judge, JudgeConfig
+from rmr1.testing import SUBSETS, addition_pairs
 from rmr1.types import Completion, GenerationRequest, Judgment
 
-SUBSETS = ("chat", "math", "code")
 CONTRACT_FIELDS = {
     "item_id",
     "pair",
@@ -34,21 +35,7 @@ CONTRACT_FIELDS = {
 
 
 def write_pairs(path: Path, n: int = 12, *, start: int = 0) -> Path:
-    with path.open("w", encoding="utf-8") as handle:
-        for i in range(start, start + n):
-            handle.write(
-                json.dumps(
-                    {
-                        "id": f"q{i}",
-                        "prompt": f"What is {i} + 1?",
-                        "chosen": f"It is {i + 1}.",
-                        "rejected": f"It is {i + 2}.",
-                        "subset": SUBSETS[i % 3],
-                    }
-                )
-                + "\n"
-            )
-    return path
+    return write_jsonl(path, addition_pairs(n, start=start))
 
 
 def scripted(request: GenerationRequest) -> str:

@@ -12,17 +12,12 @@ import pytest
 
 from rmr1.benchmarks import BENCHMARKS, load_benchmark
 from rmr1.errors import ConfigError, InputError
+from rmr1.jsonl import write_jsonl
 
 
 def write_json(path: Path, rows: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
-    return path
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
 
 

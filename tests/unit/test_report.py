@@ -11,25 +11,16 @@ import pytest
 
 from rmr1.backends.mock import MockBackend
 from rmr1.evaluation import evaluate
+from rmr1.jsonl import write_jsonl
 from rmr1.judge import Judge, JudgeConfig
 from rmr1.report import ReportConfig, render_report, score_tables
 from rmr1.report.traces import highlight
+from rmr1.testing import addition_pairs
 from rmr1.types import GenerationRequest
 
 
 def write_pairs(path: Path, n: int = 12) -> Path:
-    rows = [
-        {
-            "id": f"q{i}",
-            "prompt": f"What is {i} + 1?",
-            "chosen": f"It is {i + 1}.",
-            "rejected": f"It is {i + 2}.",
-            "subset": ("chat", "math", "code")[i % 3],
-        }
-        for i in range(n)
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+    return write_jsonl(path, addition_pairs(n))
 
 
 COR = (

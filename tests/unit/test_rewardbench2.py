@@ -13,6 +13,7 @@ import pytest
 from rmr1.benchmarks import load_benchmark, score_judgments
 from rmr1.benchmarks.rewardbench2 import PAIR_BASE, REJECTED_BASE, pair_codes
 from rmr1.errors import InputError
+from rmr1.jsonl import write_jsonl
 from rmr1.types import Judgment
 
 
@@ -37,11 +38,6 @@ RECORDS = [
     record("ref:1", "Ties", ["r-c0"], ["r-w0", "r-w1"]),
     record("tied:1", "Ties", ["t-c0", "t-c1"], ["t-w0", "t-w1"]),
 ]
-
-
-def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
 
 
 def test_loads_jsonl_json_and_parquet(tmp_path: Path) -> None:

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 import rmr1
+from rmr1.atomic import write_atomic
 from rmr1.backends.mock import MockBackend
 from rmr1.errors import ConfigError
 from rmr1.evaluation import rescore
-from rmr1.evaluation.rundir import RunDir, write_atomic
+from rmr1.evaluation.rundir import RunDir
 from rmr1.train.distill import ATTEMPTS, DistillConfig, distill, read_attempts
 from rmr1.types import Completion, GenerationRequest
 

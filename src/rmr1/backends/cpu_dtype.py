@@ -14,12 +14,12 @@ import contextlib
 import functools
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rmr1.atomic import write_atomic
 from rmr1.errors import ConfigError
 from rmr1.models import rmr1_home
 
@@ -128,10 +128,7 @@ def _read(path: Path) -> dict[str, dict[str, object]]:
 
 def _write(path: Path, data: dict[str, dict[str, object]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def auto_cpu_dtype(

@@ -23,15 +23,12 @@ Weight formats:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rmr1.atomic import replace_atomic_path
 from rmr1.errors import ConfigError, ModelLoadError
 from rmr1.models import DEFAULT_MODEL, FileKey, embedded_gguf, file_key, locked, rmr1_home
 
@@ -161,27 +158,13 @@ def cached_export(checkpoint: Path) -> Path:
         return target
     with locked(target.parent / f".{target.name}.lock"):
         if not target.is_file():
-            _atomic(target, lambda tmp: export_gguf(checkpoint, tmp, embedded_gguf()))
+            replace_atomic_path(target, lambda tmp: export_gguf(checkpoint, tmp, embedded_gguf()))
     return target
-
-
-def _atomic(target: Path, write: Callable[[Path], None]) -> None:
-    """``write`` a temporary file beside ``target``, then rename it into place (removed on failure)."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from other users of a shared home
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _write_f16(source: Path, target: Path) -> None:
     """Rewrite ``source`` with every non-f32 tensor as fp16; metadata (tokenizer, chat template) unchanged."""
-    _atomic(target, lambda tmp: _widen(source, tmp))
+    replace_atomic_path(target, lambda tmp: _widen(source, tmp))
 
 
 def _widen(source: Path, tmp: Path) -> None:

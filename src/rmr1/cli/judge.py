@@ -14,12 +14,13 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
+from rmr1.atomic import replace_atomic
 from rmr1.cli import app
 from rmr1.cli.checks import writable_file
 from rmr1.cli.options import judge_options
 from rmr1.cli.progress import progress_bar
 from rmr1.errors import BackendError, InputError
-from rmr1.evaluation.rundir import hold_lock, replace_atomic
+from rmr1.evaluation.rundir import hold_lock
 from rmr1.jsonl import JsonlAppender, cut_torn_tail, pair_from_record, read_jsonl
 from rmr1.judge import Judge
 from rmr1.judge_options import JudgeOptions

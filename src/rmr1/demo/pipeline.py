@@ -32,11 +32,7 @@ from rmr1.demo.config import (
 )
 from rmr1.demo.task import DEMO_TEMPLATE, ArithmeticTeacher, make_task, preference_rows
 from rmr1.demo.training import grpo, screen, sft
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+from rmr1.jsonl import write_jsonl
 
 
 def _write_template(path: Path) -> None:
@@ -76,11 +72,11 @@ def prepare_task(cfg: DemoConfig) -> list[dict[str, Any]]:
 
     data = cfg.out_dir / "data"
     task = make_task(cfg.train_pairs, cfg.test_pairs, seed=cfg.seed)
-    _write_jsonl(data / "judge_prompts.jsonl", build_judge_dataset(task.train, DEMO_TEMPLATE))
+    write_jsonl(data / "judge_prompts.jsonl", build_judge_dataset(task.train, DEMO_TEMPLATE))
     # GRPO's pairs: the labelled pairs not distilled, as a preference file, so each can be judged in both
     # orders side by side (paired_orders).
-    _write_jsonl(data / "rl_pairs.jsonl", preference_rows(task.train[cfg.distill_pairs :]))
-    _write_jsonl(data / "test_pairs.jsonl", preference_rows(task.test))
+    write_jsonl(data / "rl_pairs.jsonl", preference_rows(task.train[cfg.distill_pairs :]))
+    write_jsonl(data / "test_pairs.jsonl", preference_rows(task.test))
     _write_template(data / "template.yaml")
     return build_judge_dataset(task.train[: cfg.distill_pairs], DEMO_TEMPLATE, both_orders=True)
 

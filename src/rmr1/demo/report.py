@@ -18,8 +18,9 @@ from typing import Any
 
 from markupsafe import Markup
 
+from rmr1.atomic import write_atomic
 from rmr1.demo.config import LABELS, DemoConfig, DemoResult, StageResult
-from rmr1.evaluation.rundir import RunDir, write_atomic
+from rmr1.evaluation.rundir import RunDir
 from rmr1.report.stats import outcome
 from rmr1.types import Judgment
 

@@ -17,13 +17,13 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from rmr1.atomic import replace_atomic, write_atomic
 from rmr1.errors import ConfigError, InputError
 from rmr1.evaluation.settings import RunSettings
 from rmr1.jsonl import cut_torn_tail, read_jsonl
@@ -48,37 +48,6 @@ def judgment_record(judgment: Judgment) -> dict[str, Any]:
     if values is not None and len(values) == len(_FIELDS):
         return values  # read-only use: it is only encoded
     return {name: getattr(judgment, name) for name in _FIELDS}
-
-
-def replace_atomic(path: Path, fill: Callable[[Any], None]) -> None:
-    """Replace ``path`` by what ``fill(handle)`` writes: a unique temporary file in the same folder (two
-    writers never share one), fsynced, renamed over ``path``, and the folder fsynced so the rename survives a
-    crash. A failure leaves the old file and no temporary."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            fill(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # some file systems cannot open or sync a folder
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    replace_atomic(path, lambda handle: handle.write(text))
 
 
 @contextlib.contextmanager
@@ -252,6 +221,4 @@ __all__ = [
     "RunDir",
     "hold_lock",
     "judgment_record",
-    "replace_atomic",
-    "write_atomic",
 ]

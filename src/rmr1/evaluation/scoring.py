@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from rmr1 import pointwise
+from rmr1.atomic import write_atomic
 from rmr1.benchmarks import score_judgments
 from rmr1.evaluation.diagnostics import Diagnostics
-from rmr1.evaluation.rundir import RunDir, write_atomic
+from rmr1.evaluation.rundir import RunDir
 from rmr1.evaluation.settings import RunSettings
 from rmr1.types import Judgment, is_correct
 from rmr1.verdicts import parse_verdict

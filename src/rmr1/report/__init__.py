@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from rmr1 import stats as statistics
-from rmr1.evaluation.rundir import RunDir, write_atomic
+from rmr1.atomic import write_atomic
+from rmr1.evaluation.rundir import RunDir
 from rmr1.evaluation.scoring import score_run
 from rmr1.report.plots import all_plots
 from rmr1.report.stats import ReportStats, gather

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from rmr1.backends import Backend
 from rmr1.errors import ConfigError, InputError
-from rmr1.jsonl import JsonlAppender, read_jsonl
+from rmr1.jsonl import JsonlAppender, read_jsonl, write_jsonl
 from rmr1.types import Completion, GenerationRequest, Message, SamplingParams
 from rmr1.verdicts import MODES, parse_verdict
 
@@ -279,9 +279,7 @@ def write_dataset(
                 "source": it.get("source", ""),
             }
         )
-    tmp = out / f".{TRAIN}.tmp"
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(out / TRAIN)
+    write_jsonl(out / TRAIN, rows)
     stats = compute_stats(items, attempts, rows)
     (out / STATS).write_text(json.dumps(stats.to_dict(), indent=2) + "\n", encoding="utf-8")
     return stats

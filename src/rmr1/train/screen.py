@@ -13,7 +13,6 @@ measurements.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,8 @@ from typing import Any
 from rmr1.benchmarks import preference
 from rmr1.benchmarks._io import Record, Skip
 from rmr1.errors import InputError
-from rmr1.evaluation.rundir import RunDir, write_atomic
+from rmr1.evaluation.rundir import RunDir
+from rmr1.jsonl import write_jsonl
 from rmr1.judge import Judge
 from rmr1.judge_options import JudgeOptions
 
@@ -107,7 +107,7 @@ def screen_pairs(
     )
     tally = outcomes(result.run_dir)
     screened = kept = wrong_all = skipped = 0
-    lines: list[str] = []
+    rows: list[dict[str, Any]] = []
     for item_id, record in _records(data, limit):
         right, made = tally.get(item_id, (0, 0))
         if not made:
@@ -117,8 +117,8 @@ def screen_pairs(
         if right < made:
             kept += 1
             wrong_all += right == 0
-            lines.append(json.dumps(dict(record.data), ensure_ascii=False) + "\n")
-    write_atomic(out, "".join(lines))
+            rows.append(dict(record.data))
+    write_jsonl(out, rows)
     return ScreenResult(
         out, result.run_dir, screened, kept, wrong_all, skipped, time.perf_counter() - started
     )
