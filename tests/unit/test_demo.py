@@ -135,6 +135,24 @@ def test_summary_and_report_come_from_the_stage_runs(stage_run: DemoResult) -> N
     assert f"{stage_run.stages['base'].accuracy:.1%}" in page
 
 
+def test_a_summary_cut_off_mid_write_leaves_the_last_one_whole(
+    stage_run: DemoResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = DemoConfig(stage_run.out_dir, test_pairs=4)
+    before = write_summary(stage_run, cfg).read_text()
+    stage_run.seconds["report"] = 0.25
+
+    def disk_full(fd: int) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("rmr1.atomic.os.fsync", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        write_summary(stage_run, cfg)
+    del stage_run.seconds["report"]
+    assert (stage_run.out_dir / "summary.json").read_text() == before
+    assert not list(stage_run.out_dir.glob(".summary.json.*"))  # no temporary left behind
+
+
 def _always_right(stage: StageResult, out: Path) -> StageResult:
     """A copy of ``stage``'s run whose every verdict picks the preferred response, as a later stage."""
     shutil.copytree(stage.run_dir, out)

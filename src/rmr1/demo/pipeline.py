@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rmr1.atomic import write_atomic
 from rmr1.demo.config import (
     LABELS,
     PREVIOUS,
@@ -203,7 +204,8 @@ def summary(result: DemoResult, cfg: DemoConfig) -> dict[str, Any]:
 
 def write_summary(result: DemoResult, cfg: DemoConfig) -> Path:
     path = result.out_dir / "summary.json"
-    path.write_text(json.dumps(summary(result, cfg), indent=2) + "\n", encoding="utf-8")
+    # atomic: written twice per demo, and a script polling it must never read half a file
+    write_atomic(path, json.dumps(summary(result, cfg), indent=2) + "\n")
     return path
 
 

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from rmr1.atomic import write_atomic
 from rmr1.backends import Backend
 from rmr1.errors import ConfigError, InputError
 from rmr1.jsonl import JsonlAppender, read_jsonl, write_jsonl
@@ -281,7 +282,7 @@ def write_dataset(
         )
     write_jsonl(out / TRAIN, rows)
     stats = compute_stats(items, attempts, rows)
-    (out / STATS).write_text(json.dumps(stats.to_dict(), indent=2) + "\n", encoding="utf-8")
+    write_atomic(out / STATS, json.dumps(stats.to_dict(), indent=2) + "\n")
     return stats
 
 
