@@ -95,3 +95,10 @@ def addition_pairs(n: int = 12, *, start: int = 0) -> list[dict[str, str]]:
         }
         for i in range(start, start + n)
     ]
+
+
+def write_addition_pairs(path: str | Path, n: int = 12, *, start: int = 0) -> Path:
+    """``addition_pairs(n, start=start)`` written as a preference file at ``path``."""
+    from rmr1.jsonl import write_jsonl
+
+    return write_jsonl(path, addition_pairs(n, start=start))

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rmr1.jsonl import write_jsonl
-from rmr1.testing import addition_pairs
+from rmr1.testing import write_addition_pairs
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -46,10 +45,6 @@ def rmr1(*args: str, slow_rule: bool = False) -> subprocess.CompletedProcess[str
     return subprocess.run([*head, *args], capture_output=True, text=True, env=env(), timeout=600)
 
 
-def write_pairs(path: Path, n: int = 12) -> Path:
-    return write_jsonl(path, addition_pairs(n))
-
-
 def records(run_dir: Path) -> list[dict]:  # type: ignore[type-arg]
     text = (run_dir / "judgments.jsonl").read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -67,7 +62,7 @@ MOCK = ("--backend", "mock", "--model", "always-a", "--protocol", "both")
 
 
 def test_eval_writes_the_run_and_refuses_other_settings(tmp_path: Path) -> None:
-    data, out = write_pairs(tmp_path / "pairs.jsonl"), tmp_path / "run"
+    data, out = write_addition_pairs(tmp_path / "pairs.jsonl"), tmp_path / "run"
     done = rmr1("eval", "preference", "--out", str(out), "--data", str(data), *MOCK)
     assert done.returncode == 0, done.stderr
     assert {p.name for p in out.iterdir()} >= {"run.json", "judgments.jsonl", "scores.json", "report.html"}
@@ -81,7 +76,7 @@ def test_eval_writes_the_run_and_refuses_other_settings(tmp_path: Path) -> None:
 
 
 def test_bad_input_fails_with_one_line(tmp_path: Path) -> None:
-    data = write_pairs(tmp_path / "pairs.jsonl")
+    data = write_addition_pairs(tmp_path / "pairs.jsonl")
     for args in (
         ("eval", "no-such-bench", "--out", str(tmp_path / "a"), "--data", str(data), *MOCK),
         ("eval", "preference", "--out", str(tmp_path / "b"), "--data", str(data), *MOCK, "--shard", "2/2"),
@@ -94,7 +89,7 @@ def test_bad_input_fails_with_one_line(tmp_path: Path) -> None:
 
 
 def test_rescore_and_report_need_no_model(tmp_path: Path) -> None:
-    data, out = write_pairs(tmp_path / "pairs.jsonl"), tmp_path / "run"
+    data, out = write_addition_pairs(tmp_path / "pairs.jsonl"), tmp_path / "run"
     assert (
         rmr1("eval", "preference", "--out", str(out), "--data", str(data), *MOCK, "--no-report").returncode
         == 0
@@ -110,7 +105,7 @@ def test_rescore_and_report_need_no_model(tmp_path: Path) -> None:
 
 
 def test_shards_merged_by_the_cli_equal_the_unsharded_run(tmp_path: Path) -> None:
-    data = write_pairs(tmp_path / "pairs.jsonl", n=15)
+    data = write_addition_pairs(tmp_path / "pairs.jsonl", n=15)
     common = ("--data", str(data), "--backend", "mock", "--model", "always-a", "--no-report")
     assert rmr1("eval", "preference", "--out", str(tmp_path / "whole"), *common).returncode == 0
     for i in range(3):
@@ -165,7 +160,7 @@ def check_killed_run_resumes(tmp_path: Path, args: list[str], head: list[str], a
 
 
 def test_a_sigkilled_eval_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
-    data = write_pairs(tmp_path / "pairs.jsonl")
+    data = write_addition_pairs(tmp_path / "pairs.jsonl")
     args = [
         "eval",
         "preference",
@@ -186,7 +181,7 @@ def test_a_sigkilled_eval_resumes_to_the_uninterrupted_result(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_a_sigkilled_hf_eval_resumes_with_identical_completions(tmp_path: Path, tiny_model: Path) -> None:
-    data = write_pairs(tmp_path / "pairs.jsonl", n=6)
+    data = write_addition_pairs(tmp_path / "pairs.jsonl", n=6)
     args = [
         "eval",
         "preference",
@@ -215,7 +210,7 @@ SLOW_ARGS = ("--backend", "mock", "--model", "slow-mixed", "--protocol", "both",
 
 def test_two_evals_racing_on_one_folder_one_is_refused_nothing_duplicated(tmp_path: Path) -> None:
     # 200 calls of 0.04 s: the first run outlasts the second one's start-up.
-    data, out = write_pairs(tmp_path / "pairs.jsonl", n=100), tmp_path / "run"
+    data, out = write_addition_pairs(tmp_path / "pairs.jsonl", n=100), tmp_path / "run"
     args = ["eval", "preference", "--data", str(data), *SLOW_ARGS, "--no-report", "--out", str(out)]
     head = [sys.executable, "-c", SLOW_CLI]
     first = subprocess.Popen([*head, *args], env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -234,7 +229,7 @@ def test_two_evals_racing_on_one_folder_one_is_refused_nothing_duplicated(tmp_pa
 
 
 def judge_file(tmp_path: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    data = write_pairs(tmp_path / "pairs.jsonl")
+    data = write_addition_pairs(tmp_path / "pairs.jsonl")
     return rmr1("judge", "--pairs", str(data), *SLOW_ARGS, "--out", str(out), *extra, slow_rule=True)
 
 
@@ -252,7 +247,7 @@ def test_judge_out_run_twice_neither_duplicates_nor_loses(tmp_path: Path) -> Non
 
 def test_a_sigkilled_judge_out_leaves_whole_lines_and_resumes(tmp_path: Path) -> None:
     data, out, whole = (
-        write_pairs(tmp_path / "pairs.jsonl"),
+        write_addition_pairs(tmp_path / "pairs.jsonl"),
         tmp_path / "killed.jsonl",
         tmp_path / "whole.jsonl",
     )

@@ -12,6 +12,7 @@ import pytest
 import rmr1
 from rmr1.atomic import replace_atomic, replace_atomic_path, share_tree, umask, write_atomic
 from rmr1.jsonl import read_jsonl, write_jsonl
+from rmr1.testing import write_addition_pairs
 
 
 def mode(path: Path) -> int:
@@ -84,13 +85,7 @@ def test_write_jsonl_round_trips_and_replaces(tmp_path: Path) -> None:
 def test_a_run_directory_is_readable_by_whoever_can_read_its_judgments(tmp_path: Path) -> None:
     before = os.umask(0o022)
     try:
-        data = write_jsonl(
-            tmp_path / "pairs.jsonl",
-            [
-                {"id": f"q{i}", "prompt": f"{i}+1?", "chosen": f"{i + 1}", "rejected": f"{i + 2}"}
-                for i in range(3)
-            ],
-        )
+        data = write_addition_pairs(tmp_path / "pairs.jsonl", 3)
         run = rmr1.evaluate("preference", tmp_path / "run", data=str(data), backend="mock", model="always-a")
     finally:
         os.umask(before)

@@ -13,9 +13,8 @@ import rmr1
 from rmr1.backends.mock import MockBackend
 from rmr1.errors import ConfigError, InputError
 from rmr1.evaluation import Diagnostics, RunDir, Shard, evaluate, merge_runs, rescore, shard_of
-from rmr1.jsonl import write_jsonl
 from rmr1.judge import Judge, JudgeConfig
-from rmr1.testing import SUBSETS, addition_pairs
+from rmr1.testing import SUBSETS, write_addition_pairs
 from rmr1.types import Completion, GenerationRequest, Judgment
 
 CONTRACT_FIELDS = {
@@ -32,10 +31,6 @@ CONTRACT_FIELDS = {
     "completion_tokens",
     "latency_s",
 }
-
-
-def write_pairs(path: Path, n: int = 12, *, start: int = 0) -> Path:
-    return write_jsonl(path, addition_pairs(n, start=start))
 
 
 def scripted(request: GenerationRequest) -> str:
@@ -65,7 +60,7 @@ def keys(records: list[dict]) -> list[tuple]:  # type: ignore[type-arg]
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    return write_pairs(tmp_path / "pairs.jsonl")
+    return write_addition_pairs(tmp_path / "pairs.jsonl")
 
 
 def test_a_run_writes_the_four_files_with_the_contract_fields(tmp_path: Path, data: Path) -> None:
@@ -162,7 +157,7 @@ def test_other_data_shard_or_a_smaller_limit_are_refused(tmp_path: Path, data: P
     with pytest.raises(ConfigError, match="shard"):
         run(out, data, limit=6, shard="0/2")
     with pytest.raises(ConfigError, match="data"):
-        run(out, write_pairs(tmp_path / "other.jsonl"), limit=6)
+        run(out, write_addition_pairs(tmp_path / "other.jsonl"), limit=6)
     grown = run(out, data, limit=12)  # a larger limit extends the run
     assert grown.resumed == 12 and grown.judged == 12
 
@@ -170,7 +165,7 @@ def test_other_data_shard_or_a_smaller_limit_are_refused(tmp_path: Path, data: P
 def test_a_log_of_other_pairs_is_refused(tmp_path: Path, data: Path) -> None:
     out = tmp_path / "run"
     run(out, data)
-    write_pairs(data, start=100)  # the same path now holds other items
+    write_addition_pairs(data, start=100)  # the same path now holds other items
     with pytest.raises(ConfigError, match="not in this benchmark's plan"):
         run(out, data)
 

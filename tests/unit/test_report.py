@@ -11,17 +11,11 @@ import pytest
 
 from rmr1.backends.mock import MockBackend
 from rmr1.evaluation import evaluate
-from rmr1.jsonl import write_jsonl
 from rmr1.judge import Judge, JudgeConfig
 from rmr1.report import ReportConfig, render_report, score_tables
 from rmr1.report.traces import highlight
-from rmr1.testing import addition_pairs
+from rmr1.testing import write_addition_pairs
 from rmr1.types import GenerationRequest
-
-
-def write_pairs(path: Path, n: int = 12) -> Path:
-    return write_jsonl(path, addition_pairs(n))
-
 
 COR = (
     "<type>Chat</type>\n<rubric>\n1. Correct sum (70%)\n2. Clear (30%)\n<justify>why</justify>\n</rubric>\n"
@@ -36,7 +30,7 @@ def script(request: GenerationRequest) -> str:
 
 
 def make_run(tmp_path: Path, samples: int = 1) -> Path:
-    data = write_pairs(tmp_path / "pairs.jsonl")
+    data = write_addition_pairs(tmp_path / "pairs.jsonl")
     judge = Judge(MockBackend(script=script), "cor", JudgeConfig(protocol="both", samples=samples))
     return evaluate("preference", tmp_path / "run", judge=judge, data=str(data), report=False).run_dir
 

@@ -11,25 +11,12 @@ import pytest
 from rmr1.backends.mock import MockBackend
 from rmr1.errors import InputError
 from rmr1.judge import Judge, JudgeConfig
+from rmr1.testing import write_addition_pairs
 from rmr1.train.screen import outcomes, screen_pairs
 from rmr1.types import GenerationRequest
 
 # pair i: i % 3 == 0 always right, 1 always answers A (right in one order), 2 always wrong
 KIND = {0: "right", 1: "always-a", 2: "wrong"}
-
-
-def write_pairs(path: Path, n: int) -> Path:
-    rows = [
-        {
-            "id": f"q{i}",
-            "prompt": f"What is {i} + 1?",
-            "chosen": f"It is {i + 1}.",
-            "rejected": f"It is {i + 2}.",
-        }
-        for i in range(n)
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def script(request: GenerationRequest) -> str:
@@ -48,7 +35,7 @@ def judge() -> Judge:
 
 
 def test_keeps_the_pairs_not_solved_in_both_orders(tmp_path: Path) -> None:
-    data = write_pairs(tmp_path / "pool.jsonl", 9)
+    data = write_addition_pairs(tmp_path / "pool.jsonl", 9)
     result = screen_pairs(data, tmp_path / "hard.jsonl", tmp_path / "run", judge=judge(), report=False)
     kept = [json.loads(line) for line in (tmp_path / "hard.jsonl").read_text().splitlines()]
     assert [r["id"] for r in kept] == ["q1", "q2", "q4", "q5", "q7", "q8"]
@@ -58,7 +45,7 @@ def test_keeps_the_pairs_not_solved_in_both_orders(tmp_path: Path) -> None:
 
 
 def test_limit_screens_only_the_first_pairs_and_a_rerun_resumes(tmp_path: Path) -> None:
-    data = write_pairs(tmp_path / "pool.jsonl", 9)
+    data = write_addition_pairs(tmp_path / "pool.jsonl", 9)
     first = screen_pairs(
         data, tmp_path / "hard.jsonl", tmp_path / "run", judge=judge(), limit=4, report=False
     )
@@ -76,7 +63,7 @@ def test_limit_screens_only_the_first_pairs_and_a_rerun_resumes(tmp_path: Path) 
 
 
 def test_refuses_to_overwrite_its_input_and_a_missing_file(tmp_path: Path) -> None:
-    data = write_pairs(tmp_path / "pool.jsonl", 3)
+    data = write_addition_pairs(tmp_path / "pool.jsonl", 3)
     with pytest.raises(InputError, match="would overwrite"):
         screen_pairs(data, data, tmp_path / "run", judge=judge())
     assert len(data.read_text().splitlines()) == 3
@@ -95,7 +82,7 @@ def test_judge_options_without_a_protocol_screen_both_orders(tmp_path: Path, mon
         raise RuntimeError("stop")
 
     monkeypatch.setattr("rmr1.evaluation.evaluate", fake_evaluate)
-    data = write_pairs(tmp_path / "pool.jsonl", 3)
+    data = write_addition_pairs(tmp_path / "pool.jsonl", 3)
     with pytest.raises(RuntimeError):
         screen.screen_pairs(data, tmp_path / "o.jsonl", tmp_path / "run", judge=JudgeOptions(model="m"))
     assert seen["protocol"] == "both"
