@@ -45,7 +45,7 @@ def _write_template(path: Path) -> None:
         "system": DEMO_TEMPLATE.system,
         "user": DEMO_TEMPLATE.user,
     }
-    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    write_atomic(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
 def evaluate_stage(name: str, model: str, cfg: DemoConfig, train_seconds: float = 0.0) -> StageResult:
