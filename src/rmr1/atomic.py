@@ -14,11 +14,12 @@ or ``mkdir`` would have given it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def umask() -> int:
@@ -52,6 +53,11 @@ def replace_atomic(path: Path, fill: Callable[[IO[str]], object]) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     replace_atomic(path, lambda handle: handle.write(text))
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """``data`` as indented UTF-8 JSON with a final newline (run.json, scores.json, summaries), atomically."""
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def replace_atomic_path(target: Path, write: Callable[[Path], None]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Iterator
@@ -10,7 +11,14 @@ from pathlib import Path
 import pytest
 
 import rmr1
-from rmr1.atomic import replace_atomic, replace_atomic_path, share_tree, umask, write_atomic
+from rmr1.atomic import (
+    replace_atomic,
+    replace_atomic_path,
+    share_tree,
+    umask,
+    write_atomic,
+    write_json_atomic,
+)
 from rmr1.jsonl import read_jsonl, write_jsonl
 from rmr1.testing import write_addition_pairs
 
@@ -91,3 +99,12 @@ def test_a_run_directory_is_readable_by_whoever_can_read_its_judgments(tmp_path:
         os.umask(before)
     files = ("judgments.jsonl", "run.json", "scores.json", "report.html")
     assert {name: mode(run.run_dir / name) for name in files} == dict.fromkeys(files, 0o644)
+
+
+def test_write_json_atomic_writes_readable_utf8_json_with_a_final_newline(tmp_path: Path) -> None:
+    path = tmp_path / "summary.json"
+    write_json_atomic(path, {"model": "modèle", "n": [1, 2]})
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("}\n") and "modèle" in text  # not escaped to \u00e8
+    assert json.loads(text) == {"model": "modèle", "n": [1, 2]}
+    assert mode(path) == 0o666 & ~umask()

@@ -11,7 +11,6 @@ flags reproduces it.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rmr1.atomic import write_atomic
+from rmr1.atomic import write_atomic, write_json_atomic
 from rmr1.demo.config import (
     LABELS,
     PREVIOUS,
@@ -205,7 +204,7 @@ def summary(result: DemoResult, cfg: DemoConfig) -> dict[str, Any]:
 def write_summary(result: DemoResult, cfg: DemoConfig) -> Path:
     path = result.out_dir / "summary.json"
     # atomic: written twice per demo, and a script polling it must never read half a file
-    write_atomic(path, json.dumps(summary(result, cfg), indent=2) + "\n")
+    write_json_atomic(path, summary(result, cfg))
     return path
 
 

@@ -23,7 +23,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from rmr1.atomic import replace_atomic, write_atomic
+from rmr1.atomic import replace_atomic, write_json_atomic
 from rmr1.errors import ConfigError, InputError
 from rmr1.evaluation.settings import RunSettings
 from rmr1.jsonl import cut_torn_tail, read_jsonl
@@ -139,12 +139,12 @@ class RunDir:
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         info = {**settings.to_dict(), "created": old.get("created", now), "updated": now, **extra}
         self.path.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.run_json, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        write_json_atomic(self.run_json, info)
 
     def update_info(self, **extra: Any) -> None:
         info = self.read_info() or {}
         info.update(extra, updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        write_atomic(self.run_json, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        write_json_atomic(self.run_json, info)
 
     # -- judgments.jsonl ----------------------------------------------------------------------------------
     def has_judgments(self) -> bool:

@@ -7,13 +7,12 @@ benchmark's own scorer keeps (per-item state), not the completions.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from rmr1 import pointwise
-from rmr1.atomic import write_atomic
+from rmr1.atomic import write_json_atomic
 from rmr1.benchmarks import score_judgments
 from rmr1.evaluation.diagnostics import Diagnostics
 from rmr1.evaluation.rundir import RunDir
@@ -110,7 +109,7 @@ def with_bookkeeping(scores: dict[str, Any], info: dict[str, Any]) -> dict[str, 
 
 
 def write_scores(run: RunDir, scores: dict[str, Any]) -> None:
-    write_atomic(run.scores, json.dumps(scores, indent=2, ensure_ascii=False) + "\n")
+    write_json_atomic(run.scores, scores)
 
 
 def rescore(run_dir: str | Path, *, unparsed_score: float | None = None) -> dict[str, Any]:

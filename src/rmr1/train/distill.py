@@ -14,14 +14,13 @@ Files in ``out_dir``:
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from rmr1.atomic import write_atomic
+from rmr1.atomic import write_json_atomic
 from rmr1.backends import Backend
 from rmr1.errors import ConfigError, InputError
 from rmr1.jsonl import JsonlAppender, read_jsonl, write_jsonl
@@ -282,7 +281,7 @@ def write_dataset(
         )
     write_jsonl(out / TRAIN, rows)
     stats = compute_stats(items, attempts, rows)
-    write_atomic(out / STATS, json.dumps(stats.to_dict(), indent=2) + "\n")
+    write_json_atomic(out / STATS, stats.to_dict())
     return stats
 
 
