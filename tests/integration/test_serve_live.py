@@ -147,9 +147,10 @@ def test_concurrent_clients_share_model_calls(server: ServerProcess) -> None:
     assert after["batches"] - before["batches"] < 8  # some requests shared a model call
 
 
-def test_graceful_shutdown_finishes_in_flight_requests(tiny_model: Path) -> None:
+def test_graceful_shutdown_finishes_in_flight_requests(tiny_model: Path, tmp_path: Path) -> None:
     proc = ServerProcess.start(
-        ["--model", str(tiny_model), "--max-new-tokens", "16", "--dtype", "float32", "--max-batch", "8"]
+        ["--model", str(tiny_model), "--max-new-tokens", "16", "--dtype", "float32", "--max-batch", "8"],
+        log=tmp_path / "serve.log",
     )
     answers: list[int] = []
 
@@ -201,10 +202,10 @@ def _quality_groups(count: int, size: int) -> tuple[list[Group], list[float]]:
     return groups, expected
 
 
-def test_a_reward_call_survives_the_server_being_killed_mid_batch_and_restarted() -> None:
+def test_a_reward_call_survives_the_server_being_killed_mid_batch_and_restarted(tmp_path: Path) -> None:
     port = free_port()
     argv = [sys.executable, "-c", SLOW_MOCK_SERVER, str(port)]
-    first = ServerProcess.launch(argv, port=port, ready_timeout=60)
+    first = ServerProcess.launch(argv, port=port, ready_timeout=60, log=tmp_path / "first.log")
     groups, expected = _quality_groups(64, 7)  # 1,344 comparisons, about 3 s of judging
     scorer = RemoteScorer(first.url, backoff=0.2, max_backoff=1.0, retries=60)
     out: list[Any] = []
@@ -214,7 +215,7 @@ def test_a_reward_call_survives_the_server_being_killed_mid_batch_and_restarted(
         while httpx.get(first.url + "/health").json()["batcher"]["requests"] < 100:
             time.sleep(0.02)
         first.kill()  # SIGKILL with the request half judged
-        second = ServerProcess.launch(argv, port=port, ready_timeout=60)  # same port, fresh process
+        second = ServerProcess.launch(argv, port=port, ready_timeout=60, log=tmp_path / "second.log")
         worker.join(120)
         done = httpx.get(second.url + "/health").json()["batcher"]["requests"]
         second.stop()

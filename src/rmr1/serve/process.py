@@ -28,10 +28,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class ServerProcess:
-    """A running ``rmr1 serve``; ``stop()`` sends SIGTERM (graceful shutdown) and returns the exit code."""
+    """A running ``rmr1 serve``; ``stop()`` sends SIGTERM (graceful shutdown) and returns the exit code.
 
-    def __init__(self, proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-        self.proc, self.url, self.log = proc, url, log
+    Without a ``log`` path the server's output goes to a temporary file, which leaving a ``with`` block
+    without an error removes; after an error it stays for reading (its path is ``self.log``).
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, log: Path, *, owns_log: bool = False) -> None:
+        self.proc, self.url, self.log, self.owns_log = proc, url, log, owns_log
 
     @classmethod
     def start(
@@ -61,13 +65,14 @@ class ServerProcess:
         """Run ``argv`` (any command that serves the app on 127.0.0.1:``port``) and wait until /health answers."""
         import tempfile
 
+        owns_log = log is None
         log = log or Path(tempfile.mkstemp(prefix="rmr1-serve-", suffix=".log")[1])
         child_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}
         src = str(Path(__file__).resolve().parents[2])  # this checkout's code, whatever the venv points at
         child_env["PYTHONPATH"] = os.pathsep.join(x for x in (src, child_env.get("PYTHONPATH")) if x)
         with open(log, "ab") as handle:
             proc = subprocess.Popen(list(argv), stdout=handle, stderr=subprocess.STDOUT, env=child_env)
-        server = cls(proc, f"http://127.0.0.1:{port}", log)
+        server = cls(proc, f"http://127.0.0.1:{port}", log, owns_log=owns_log)
         server.wait_ready(ready_timeout)
         return server
 
@@ -126,6 +131,8 @@ class ServerProcess:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+        if exc is None and self.owns_log:
+            self.log.unlink(missing_ok=True)
 
 
 __all__ = ["ServerProcess", "free_port"]
