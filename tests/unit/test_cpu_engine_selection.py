@@ -114,13 +114,13 @@ def test_f16_copy_is_dequantized_once_cached_and_keeps_the_metadata(tmp_path, mo
 
 
 def test_a_gguf_window_is_remembered_until_the_file_changes(tmp_path, monkeypatch):
-    import gguf
+    import rmr1.backends.gguf_meta as gguf_meta
 
     path = tiny_gguf(tmp_path / "w.gguf", window=64)
     assert gguf_window(path) == 64
     opened = []
-    real = gguf.GGUFReader
-    monkeypatch.setattr(gguf, "GGUFReader", lambda *a, **k: opened.append(a) or real(*a, **k))
+    real = gguf_meta.read_metadata
+    monkeypatch.setattr(gguf_meta, "read_metadata", lambda *a, **k: opened.append(a) or real(*a, **k))
     assert gguf_window(path) == 64 and not opened  # unchanged file: not parsed again
     tiny_gguf(path, window=96)
     os.utime(path, ns=(1, 1))  # a rewrite within the clock's resolution still changes the key

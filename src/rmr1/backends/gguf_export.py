@@ -102,16 +102,20 @@ def _arch_fields(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _source_tokens(source: Path) -> tuple[str, ...]:
-    """The source GGUF's vocabulary in id order, read once per process while the file is unchanged (parsing
-    it takes seconds; every evaluation of a trained checkpoint checks against it, twice under ``auto``)."""
+    """The source GGUF's vocabulary in id order, read once per process while the file is unchanged (every
+    evaluation of a trained checkpoint checks against it, twice under ``auto``)."""
     return _tokens(file_key(source))
 
 
 @functools.lru_cache(maxsize=8)
 def _tokens(key: FileKey) -> tuple[str, ...]:
-    from gguf import GGUFReader
+    from rmr1.backends.gguf_meta import read_metadata
 
-    return tuple(str(t) for t in GGUFReader(key[0]).fields["tokenizer.ggml.tokens"].contents())
+    field = "tokenizer.ggml.tokens"
+    tokens = read_metadata(key[0], arrays={field}).get(field)
+    if not isinstance(tokens, list):
+        raise ModelLoadError(f"{key[0]}: the GGUF file has no {field} array to check a vocabulary against")
+    return tuple(str(t) for t in tokens)
 
 
 def _check_vocabulary(checkpoint: Path, theirs: tuple[str, ...], source: Path) -> None:

@@ -87,22 +87,19 @@ def _local(model: str) -> Path:
 
 
 def gguf_window(path: Path) -> int | None:
-    """``<arch>.context_length`` from the GGUF's metadata (read without loading tensors). Remembered per
-    process while the file is unchanged: parsing a GGUF's header (its vocabulary arrays) takes seconds, and
-    ``auto``'s readiness probe and the backend it builds both ask."""
+    """``<arch>.context_length`` from the GGUF's metadata (``gguf_meta``: scalars only, arrays skipped).
+    Remembered per process while the file is unchanged, since ``auto``'s readiness probe and the backend it
+    builds both ask."""
     return _window(file_key(path))
 
 
 @functools.lru_cache(maxsize=32)
 def _window(key: FileKey) -> int | None:
-    from gguf import GGUFReader
+    from rmr1.backends.gguf_meta import read_metadata
 
-    reader = GGUFReader(key[0])
-    arch_field = reader.fields.get("general.architecture")
-    arch = str(arch_field.contents()) if arch_field is not None else ""
-    length = reader.fields.get(f"{arch}.context_length")
-    value = length.contents() if length is not None else None
-    return value if isinstance(value, int) and value > 0 else None
+    fields = read_metadata(key[0])
+    value = fields.get(f"{fields.get('general.architecture', '')}.context_length")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _ir_window(folder: Path) -> int | None:
