@@ -34,52 +34,43 @@ class _Cursor:
     def __init__(self, data: mmap.mmap, order: str) -> None:
         self.data, self.order, self.at = data, order, 0
 
-    def scalar(self, kind: int) -> Any:
-        fmt = self.order + _SCALARS[kind]
-        value = struct.unpack_from(fmt, self.data, self.at)[0]
-        self.at += struct.calcsize(fmt)
-        return value
-
-    def raw_string(self) -> bytes:
-        size = self.scalar(10)
-        end = self.at + size
-        if end > len(self.data):
-            raise EOFError
-        raw = bytes(self.data[self.at : end])
-        self.at = end
-        return raw
-
-    def skip_string(self) -> None:
-        size = self.scalar(10)  # read first: it moves the cursor past the length
+    def advance(self, size: int) -> int:
+        """Move past ``size`` bytes; returns where they start. Past the end of the file is EOFError."""
+        start = self.at
         self.at += size
         if self.at > len(self.data):
             raise EOFError
+        return start
+
+    def scalar(self, kind: int) -> Any:
+        fmt = self.order + _SCALARS[kind]
+        return struct.unpack_from(fmt, self.data, self.advance(struct.calcsize(fmt)))[0]
+
+    def string(self, keep: bool = True) -> str | None:
+        size = self.scalar(10)
+        start = self.advance(size)
+        return bytes(self.data[start : start + size]).decode("utf-8") if keep else None
 
     def value(self, kind: int, keep: bool) -> Any:
         """The value of ``kind`` at the cursor; with ``keep`` False an array is skipped and None returned."""
         if kind == _STRING:
-            return self.raw_string().decode("utf-8")
+            return self.string()
         if kind == _ARRAY:
             item, count = self.scalar(4), self.scalar(10)
             if keep:
                 return [self.value(item, True) for _ in range(count)]
-            self._skip_items(item, count)
+            if item in _SCALARS:
+                self.advance(count * struct.calcsize(_SCALARS[item]))
+            elif item == _STRING:  # by their length prefixes, nothing copied
+                for _ in range(count):
+                    self.string(keep=False)
+            else:  # arrays of arrays, item by item
+                for _ in range(count):
+                    self.value(item, False)
             return None
         if kind not in _SCALARS:
             raise ValueError(f"unknown value type {kind}")
         return self.scalar(kind)
-
-    def _skip_items(self, item: int, count: int) -> None:
-        if item in _SCALARS:
-            self.at += count * struct.calcsize(_SCALARS[item])
-        elif item == _STRING:
-            for _ in range(count):
-                self.skip_string()
-        else:
-            for _ in range(count):
-                self.value(item, False)
-        if self.at > len(self.data):
-            raise EOFError
 
 
 def read_metadata(path: str | Path, *, arrays: Collection[str] = ()) -> dict[str, Any]:
@@ -105,11 +96,10 @@ def _read(data: mmap.mmap, arrays: set[str]) -> dict[str, Any]:
     if version < 2:
         raise ValueError(f"GGUF version {version} (only 2 and 3 are read)")
     cursor = _Cursor(data, order)
-    cursor.at = 8
-    _tensors, fields = cursor.scalar(10), cursor.scalar(10)
+    cursor.advance(16)  # magic, version and the tensor count, which the metadata does not need
     out: dict[str, Any] = {}
-    for _ in range(fields):
-        key = cursor.raw_string().decode("utf-8")
+    for _ in range(cursor.scalar(10)):
+        key = str(cursor.string())
         value = cursor.value(cursor.scalar(4), key in arrays)
         if value is not None:
             out[key] = value

@@ -99,7 +99,7 @@ def _window(key: FileKey) -> int | None:
 
     fields = read_metadata(key[0])
     value = fields.get(f"{fields.get('general.architecture', '')}.context_length")
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def _ir_window(folder: Path) -> int | None:
