@@ -127,6 +127,25 @@ def test_tiny_presets_are_cpu_friendly() -> None:
         assert not cfg.bf16 and not cfg.fp16 and not cfg.gradient_checkpointing
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_checkpointing_reaches_trl_without_a_deprecation_warning(enabled: bool) -> None:
+    import warnings
+
+    from rmr1.train.grpo import build_grpo_config
+    from rmr1.train.sft import build_sft_config
+
+    flag = [f"gradient_checkpointing={str(enabled).lower()}"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sft, _ = build_sft_config(load_recipe(SFTRecipe, "qwen2.5-7b-instruct-sft", flag), 8)
+        grpo, _ = build_grpo_config(load_recipe(GRPORecipe, "qwen2.5-7b-instruct-grpo", flag), 8)
+    assert not [w for w in caught if "checkpointing" in str(w.message)]
+    for cfg in (sft, grpo):  # TRL's trainers read the old name; it must carry the recipe's value
+        assert cfg.gradient_checkpointing is enabled
+        kwargs = cfg.gradient_checkpointing_kwargs or {}
+        assert kwargs.get("use_reentrant") is (False if enabled else None)
+
+
 def test_grpo_batch_divisibility_is_adjusted_and_said() -> None:
     from rmr1.train.grpo import build_grpo_config
 

@@ -12,6 +12,10 @@ import pytest
 from rmr1.errors import ConfigError
 from rmr1.train.config import GRPORecipe, SFTRecipe, load_recipe
 
+# A training run prints no deprecation the user cannot act on (rmr1.train.runtime.checkpointing_args and
+# prepare_process): any FutureWarning fails these tests.
+pytestmark = pytest.mark.filterwarnings("error::FutureWarning")
+
 CPU = ["precision=fp32", "gradient_checkpointing=false", "logging_steps=1"]
 
 

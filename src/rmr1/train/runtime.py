@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,19 @@ def require_training() -> None:
 
 
 def prepare_process(recipe: SFTRecipe | GRPORecipe) -> None:
-    """What a training run sets up in its process before TRL builds a trainer: the torch threads, and TRL's
-    fused LM head scoring only the labelled positions on CPU too (rmr1.train.fused_head)."""
+    """What a training run sets up in its process before TRL builds a trainer: the torch threads, TRL's
+    fused LM head scoring only the labelled positions on CPU too (rmr1.train.fused_head), and quiet for a
+    deprecation only our dependencies can act on: peft 0.21 and TRL 1.16 read the model's
+    ``is_gradient_checkpointing``, which transformers 5.23 renamed (our own arguments use the new name:
+    ``checkpointing_args``)."""
     from rmr1.threads import apply_threads
     from rmr1.train import fused_head
 
     apply_threads(recipe.threads)
     fused_head.compact_on_cpu()
+    warnings.filterwarnings(
+        "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    )
 
 
 def precision_args(precision: str) -> dict[str, Any]:
@@ -81,6 +88,22 @@ def fit_attention(config: Any, notes: list[str]) -> None:
         notes.append(note)
 
 
+def checkpointing_args(enabled: bool) -> dict[str, Any]:
+    """The activation checkpointing switch under the name this transformers reads. transformers 5.23 renamed
+    ``gradient_checkpointing[_kwargs]`` to ``activation_checkpointing[_kwargs]`` and warns whenever the new name
+    is unset, which TRL's configs (whose own default sets the old name to True) always leave it; the old names
+    then mirror the new one, so TRL's trainers, which read the old name, see the value given. Earlier
+    releases know only the old names."""
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    key = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    args: dict[str, Any] = {key: enabled}
+    if enabled:
+        args[f"{key}_kwargs"] = {"use_reentrant": False}
+    return args
+
+
 def common_args(recipe: SFTRecipe | GRPORecipe) -> dict[str, Any]:
     """TrainingArguments values both stages set the same way."""
     init_kwargs: dict[str, Any] = {"dtype": model_dtype(recipe.precision)}
@@ -94,7 +117,6 @@ def common_args(recipe: SFTRecipe | GRPORecipe) -> dict[str, Any]:
         "lr_scheduler_type": recipe.lr_scheduler,
         "warmup_steps": recipe.warmup_ratio,  # < 1: a ratio
         "max_grad_norm": recipe.max_grad_norm,
-        "gradient_checkpointing": recipe.gradient_checkpointing,
         "seed": recipe.seed,
         "logging_steps": recipe.logging_steps,
         "save_strategy": recipe.save_strategy,
@@ -103,9 +125,8 @@ def common_args(recipe: SFTRecipe | GRPORecipe) -> dict[str, Any]:
         "disable_tqdm": True,
         "model_init_kwargs": init_kwargs,
         **precision_args(recipe.precision),
+        **checkpointing_args(recipe.gradient_checkpointing),
     }
-    if recipe.gradient_checkpointing:
-        args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
     if not _has_gpu():
         # bf16 autocast on a CPU needs it (TrainingArguments refuses bf16 without a GPU otherwise), and under
         # torchrun-style launches (`accelerate launch --multi_gpu` on a CPU box) it makes accelerate run the
