@@ -30,15 +30,10 @@ def demo(
     ] = None,
 ) -> None:
     """Run the RM-R1 pipeline small: scripted-teacher distillation, SFT, GRPO, held-out accuracy."""
-    import warnings
-
     from rmr1.demo import LABELS, demo_config, format_difference, format_stage, run_demo
 
     at_least(1, threads=threads)
     writable_dir(out)
-
-    # transformers' renaming notices (gradient vs activation checkpointing) say nothing about the demo
-    warnings.filterwarnings("ignore", category=FutureWarning)
 
     cfg = demo_config(quick, out / ("quick" if quick else "full"), model, threads)
     result = run_demo(cfg, log=lambda line: typer.echo(line, err=True))
