@@ -59,6 +59,10 @@ class BackendError(Rmr1Error):
     """A backend failed in a way that retries could not mend."""
 
 
+class EngineStalledError(BackendError):
+    """An engine call stopped making progress: it used no CPU time for a long stretch and never returned."""
+
+
 def require(module: str, *, what: str, extra: str) -> None:
     """Raise MissingDependencyError unless ``module`` can be imported."""
     import importlib.util

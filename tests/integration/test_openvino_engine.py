@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,28 @@ def test_auto_judges_a_trained_checkpoint_on_the_fast_engine(embedded_model: Pat
     )
     again = rmr1.evaluate("preference", tmp_path / "run", data=str(data), **opts)
     assert again.judged == 0  # resumed on the same engine: nothing judged twice
+
+
+def test_a_stalled_generate_is_answered_by_a_freshly_built_engine() -> None:
+    """The watchdog's recovery on the real engine: the pipeline is swapped for one whose generate never returns
+    (as the engine's once did, asleep in its sampler); the batch comes back from a fresh real pipeline, with
+    the same greedy text."""
+    from rmr1.backends.openvino import OpenVINOBackend
+
+    backend = OpenVINOBackend(None, threads=1, stall_seconds=1.0)
+    question = ask("Name three fruits.", max_new_tokens=8)
+    (expected,) = backend.generate([question])
+    release = threading.Event()
+
+    class Asleep:
+        def generate(self, prompts: object, configs: object) -> list[object]:
+            release.wait(60)
+            return []
+
+    backend.pipe = Asleep()
+    try:
+        (again,) = backend.generate([question])
+    finally:
+        release.set()
+    assert not isinstance(backend.pipe, Asleep)
+    assert again.text == expected.text and again.completion_tokens == expected.completion_tokens

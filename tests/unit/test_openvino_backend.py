@@ -9,16 +9,17 @@ from __future__ import annotations
 import importlib.machinery
 import json
 import sys
+import threading
 import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 
 from rmr1.backends import make_backend
-from rmr1.errors import MissingDependencyError, ModelLoadError
+from rmr1.errors import EngineStalledError, MissingDependencyError, ModelLoadError
 from rmr1.types import GenerationRequest, Message, SamplingParams
 
 EOS = 0
@@ -223,3 +224,55 @@ def test_a_model_it_cannot_read_is_one_line(fake_engine, tmp_path):
         ModelLoadError, match=r"a \.gguf file, a llama-family checkpoint folder or an OpenVINO"
     ):
         make_backend("openvino", str(tmp_path))
+
+
+class StuckOnce(FakePipeline):
+    """Pipelines whose generate waits forever (without CPU) while ``stuck`` says so: the hang seen once after
+    training in the same process. Each pipeline built takes the next entry of ``plan``."""
+
+    plan: ClassVar[list[bool]] = []
+    built: ClassVar[list[StuckOnce]] = []
+    release = threading.Event()
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.stuck = type(self).plan.pop(0)
+        if type(self).built:  # the same model files: the same vocabulary
+            self.tokenizer = type(self).built[0].tokenizer
+        type(self).built.append(self)
+
+    def generate(self, prompts: list[Any], configs: list[Any]) -> list[Any]:
+        if self.stuck:
+            type(self).release.wait(30)
+            return []
+        return super().generate(prompts, configs)
+
+
+@pytest.fixture
+def stuck_engine(fake_engine: type[FakePipeline], monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(sys.modules["openvino_genai"], "ContinuousBatchingPipeline", StuckOnce)
+    StuckOnce.built, StuckOnce.release = [], threading.Event()
+    yield StuckOnce
+    StuckOnce.release.set()  # the abandoned threads end
+
+
+def test_a_stalled_generate_is_retried_once_on_a_fresh_engine(stuck_engine, ir_folder, caplog):
+    stuck_engine.plan = [True, False]
+    stuck_engine.script = staticmethod(lambda words, config: [words[1].upper(), "<eos>"])
+    backend = make_backend("openvino", str(ir_folder), threads=1, stall_seconds=0.3)
+    with caplog.at_level("WARNING", logger="rmr1.backends.openvino"):
+        out = backend.generate([ask("first"), ask("second")])
+    assert [c.text for c in out] == ["FIRST", "SECOND"]
+    assert len(stuck_engine.built) == 2 and backend.pipe is stuck_engine.built[1]
+    assert "stopped making progress" in caplog.text and "freshly built engine" in caplog.text
+    # The fresh engine serves later calls directly.
+    assert [c.text for c in backend.generate([ask("third")])] == ["THIRD"]
+    assert len(stuck_engine.built) == 2
+
+
+def test_a_second_stall_is_a_one_line_error(stuck_engine, ir_folder):
+    stuck_engine.plan = [True, True]
+    backend = make_backend("openvino", str(ir_folder), threads=1, stall_seconds=0.3)
+    with pytest.raises(EngineStalledError, match=r"OpenVINO generate \(1 requests\) stopped making progress"):
+        backend.generate([ask("first")])
+    assert len(stuck_engine.built) == 2

@@ -17,10 +17,13 @@ params say otherwise; a seeded sampling request is reproducible (the engine's pe
 Weights: see ``openvino_weights`` (the embedded GGUF widened to fp16 by default, or as shipped). The engine and
 weight format are reported as ``engine`` and ``weight_format`` so a run is never resumed on another engine.
 Log-probabilities: not offered (the engine returns sequence scores, not per-position alternatives).
+Every generate runs under the stall watchdog (``rmr1.backends.watchdog``): a call that stops using CPU is retried
+once on a freshly built pipeline, then fails with ``EngineStalledError`` (docs/design/engine-stalls.md).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -28,12 +31,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from rmr1.backends.openvino_weights import locate
+from rmr1.backends.watchdog import DEFAULT_STALL_S, call_watched
 from rmr1.backends.window import fit_budget, too_long
-from rmr1.errors import ModelLoadError, require
+from rmr1.errors import EngineStalledError, ModelLoadError, require
 from rmr1.types import Completion, GenerationRequest, SamplingParams
 from rmr1.verdicts import stop_end
 
 _THINK = "<think>"
+_log = logging.getLogger("rmr1.backends.openvino")
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class OpenVINOBackend:
         cache_gb: float = 1.0,
         context_length: int | None = None,
         device: str = "CPU",
+        stall_seconds: float = DEFAULT_STALL_S,
         **_: object,
     ) -> None:
         require("openvino_genai", what="the openvino backend", extra="openvino")
@@ -83,24 +89,17 @@ class OpenVINOBackend:
 
         from rmr1.threads import apply_threads
 
+        self._og = og
         self.weights = locate(model, weight_format)
         self.model_name = self.weights.source
         self.weight_format = self.weights.weight_format
         self.prefix_caching = prefix_caching
         self.threads = apply_threads(threads, engine="openvino").threads
-        scheduler = og.SchedulerConfig()
-        scheduler.enable_prefix_caching = prefix_caching
-        scheduler.cache_size = max(1, round(cache_gb))  # whole GB: the engine's unit
-        try:
-            self.pipe = og.ContinuousBatchingPipeline(
-                str(self.weights.path), scheduler, device, engine_properties(self.threads, device)
-            )
-        except RuntimeError as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ModelLoadError(f"OpenVINO cannot load {self.weights.path}: {first}") from None
+        self.stall_seconds = stall_seconds
+        self._device, self._cache_gb = device, cache_gb
+        self.pipe = self._build_pipeline()
         self.tokenizer = self.pipe.get_tokenizer()
         self._eos = self.tokenizer.get_eos_token_id()
-        self._og = og
         # One generate at a time: a server's threads share this pipeline, and the engine batches within a call.
         self._lock = threading.Lock()
         # An explicit window may only shrink the model's: past it the engine's tokenizer stops counting.
@@ -108,6 +107,18 @@ class OpenVINOBackend:
         self.context_length: int | None = (
             min(context_length, own) if context_length and own else (context_length or own)
         )
+
+    def _build_pipeline(self) -> Any:
+        scheduler = self._og.SchedulerConfig()
+        scheduler.enable_prefix_caching = self.prefix_caching
+        scheduler.cache_size = max(1, round(self._cache_gb))  # whole GB: the engine's unit
+        try:
+            return self._og.ContinuousBatchingPipeline(
+                str(self.weights.path), scheduler, self._device, engine_properties(self.threads, self._device)
+            )
+        except RuntimeError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelLoadError(f"OpenVINO cannot load {self.weights.path}: {first}") from None
 
     def render(self, request: GenerationRequest) -> str:
         messages = [m.to_dict() for m in request.messages]
@@ -172,12 +183,29 @@ class OpenVINOBackend:
         configs = [self._config(item) for item in sent]
         with self._lock:
             started = time.perf_counter()
-            outputs = self.pipe.generate(prompts, configs)
+            outputs = self._generate_watched(prompts, configs)
             latency = time.perf_counter() - started
         return [
             self._finish(item, [int(t) for t in out.m_generation_ids[0]], latency)
             for item, out in zip(sent, outputs, strict=True)
         ]
+
+    def _generate_watched(self, prompts: list[Any], configs: list[Any]) -> Any:
+        """The engine's generate under the stall watchdog (``rmr1.backends.watchdog``). A stalled call is left
+        to its thread with the pipeline it holds; the batch is retried once on a freshly built pipeline, and a
+        second stall is an ``EngineStalledError``."""
+        what = f"OpenVINO generate ({len(prompts)} requests)"
+
+        def call() -> Any:
+            return self.pipe.generate(prompts, configs)
+
+        try:
+            return call_watched(call, stall_s=self.stall_seconds, what=what)
+        except EngineStalledError as exc:
+            _log.warning("%s; retrying the batch once on a freshly built engine", exc)
+        self.pipe = self._build_pipeline()
+        self.tokenizer = self.pipe.get_tokenizer()
+        return call_watched(call, stall_s=self.stall_seconds, what=what)
 
     def _finish(self, item: _Sent, new: list[int], latency: float) -> Completion:
         ended = bool(new) and new[-1] == self._eos
