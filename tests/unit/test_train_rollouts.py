@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("peft")
+# peft 0.21 reads the model's renamed `is_gradient_checkpointing` when it wraps it; training runs silence the
+# same notice (rmr1.train.runtime.prepare_process), these tests wrap models directly
+pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 
 
 def _lora_model(tiny_model: Path, dtype: str = "float32"):  # type: ignore[no-untyped-def]

@@ -204,6 +204,30 @@ def test_grpo_with_pair_groups_takes_advantages_over_both_orders(
     assert pair_baseline.PAIR_ZERO_STD in rows[0]
 
 
+@pytest.mark.slow  # uses the taught verdict model above
+def test_grpo_with_a_greedy_member_makes_each_groups_first_rollout_greedy(
+    verdict_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rmr1.train.greedy_member as greedy_member
+    from rmr1.train.grpo import run_grpo
+
+    seen: list[greedy_member.ArgmaxRows] = []
+    real = greedy_member.greedy_rows_in_generate
+
+    @contextmanager
+    def watched(model, rows):  # type: ignore[no-untyped-def]
+        with real(model, rows) as processor:
+            seen.append(processor)
+            yield processor
+
+    monkeypatch.setattr(greedy_member, "greedy_rows_in_generate", watched)
+    recipe = _grpo_recipe(verdict_model, tmp_path, "max_steps=1", "greedy_member=true", "lora.enabled=true")
+    result = run_grpo(recipe, log=lambda *_: None)
+    assert len(seen) == 1 and seen[0].rows == [0, 8]  # 2 prompts x 8: the first of each group
+    assert seen[0].calls > 0  # the processor was applied at each decoding step of the rollout
+    assert _changed(_weights(verdict_model), _weights(result.output_dir)) > 0
+
+
 def test_overlong_prompts_are_dropped(tiny_model: Path, tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 

@@ -100,6 +100,9 @@ class GRPORecipe:
     # 2n, so a judge that answers one letter whatever the order still gets a gradient (rmr1.train.pair_baseline;
     # implies paired_orders)
     advantage_group: str = "prompt"
+    # the first rollout of each prompt's group is the policy's greedy answer, not a sample, so the answer the
+    # evaluation would give is rewarded or penalised directly (rmr1.train.greedy_member; transformers rollouts)
+    greedy_member: bool = False
     num_generations: int = 7  # group size n
     rollout_batch_prompts: int = 1024  # prompts per generation round
     mini_batch_prompts: int = 128  # prompts per optimizer step

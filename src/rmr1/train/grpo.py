@@ -26,6 +26,7 @@ from rmr1.errors import ConfigError, require
 from rmr1.prompts import get_template
 from rmr1.train.config import GRPORecipe, world_size
 from rmr1.train.consistency import consistency_rewards, paired_layout
+from rmr1.train.greedy_member import greedy_member_trainer
 from rmr1.train.mixes import judge_prompts
 from rmr1.train.pair_baseline import pair_baseline_trainer
 from rmr1.train.rollouts import merged_rollout_trainer
@@ -165,6 +166,11 @@ def grpo_args(recipe: GRPORecipe, world: int | None = None) -> tuple[dict[str, A
         # laid out pair by pair and shuffled by pair already (rmr1.train.consistency), so TRL keeps that order.
         shuffle_dataset=not pairs_both_orders(recipe),
     )
+    if recipe.greedy_member and (recipe.use_vllm or recipe.deepspeed):
+        raise ConfigError(
+            "greedy_member needs TRL's transformers rollouts on whole weights: set use_vllm: false and no "
+            "deepspeed, or greedy_member: false"
+        )
     if recipe.use_vllm:
         args.update(
             vllm_mode=recipe.vllm_mode,
@@ -253,6 +259,8 @@ def run_grpo(recipe: GRPORecipe, *, log: Any = print) -> TrainResult:
     trainer_cls: type = GRPOTrainer
     if recipe.lora.enabled and recipe.lora.merge_for_rollouts:
         trainer_cls = merged_rollout_trainer(GRPOTrainer)
+    if recipe.greedy_member:
+        trainer_cls = greedy_member_trainer(trainer_cls)
     if recipe.advantage_group == "pair":
         trainer_cls = pair_baseline_trainer(trainer_cls)
     trainer = trainer_cls(
