@@ -202,7 +202,7 @@ class OpenVINOBackend:
         try:
             return call_watched(call, stall_s=self.stall_seconds, what=what)
         except EngineStalledError as exc:
-            _log.warning("%s; retrying the batch once on a freshly built engine", exc)
+            _log.warning("warning: %s; retrying the batch once on a freshly built engine", exc)
         self.pipe = self._build_pipeline()
         self.tokenizer = self.pipe.get_tokenizer()
         return call_watched(call, stall_s=self.stall_seconds, what=what)
