@@ -273,6 +273,6 @@ def test_a_stalled_generate_is_retried_once_on_a_fresh_engine(stuck_engine, ir_f
 def test_a_second_stall_is_a_one_line_error(stuck_engine, ir_folder):
     stuck_engine.plan = [True, True]
     backend = make_backend("openvino", str(ir_folder), threads=1, stall_seconds=0.3)
-    with pytest.raises(EngineStalledError, match=r"OpenVINO generate \(1 requests\) stopped making progress"):
+    with pytest.raises(EngineStalledError, match=r"OpenVINO generate \(1 request\) stopped making progress"):
         backend.generate([ask("first")])
     assert len(stuck_engine.built) == 2

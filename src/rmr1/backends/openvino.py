@@ -194,7 +194,7 @@ class OpenVINOBackend:
         """The engine's generate under the stall watchdog (``rmr1.backends.watchdog``). A stalled call is left
         to its thread with the pipeline it holds; the batch is retried once on a freshly built pipeline, and a
         second stall is an ``EngineStalledError``."""
-        what = f"OpenVINO generate ({len(prompts)} requests)"
+        what = f"OpenVINO generate ({len(prompts)} request{'' if len(prompts) == 1 else 's'})"
 
         def call() -> Any:
             return self.pipe.generate(prompts, configs)
