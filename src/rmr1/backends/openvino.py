@@ -97,8 +97,7 @@ class OpenVINOBackend:
         self.threads = apply_threads(threads, engine="openvino").threads
         self.stall_seconds = stall_seconds
         self._device, self._cache_gb = device, cache_gb
-        self.pipe = self._build_pipeline()
-        self.tokenizer = self.pipe.get_tokenizer()
+        self._open_engine()
         self._eos = self.tokenizer.get_eos_token_id()
         # One generate at a time: a server's threads share this pipeline, and the engine batches within a call.
         self._lock = threading.Lock()
@@ -107,6 +106,11 @@ class OpenVINOBackend:
         self.context_length: int | None = (
             min(context_length, own) if context_length and own else (context_length or own)
         )
+
+    def _open_engine(self) -> None:
+        """Build the pipeline (at start, and again after a stall) and take its tokenizer."""
+        self.pipe = self._build_pipeline()
+        self.tokenizer = self.pipe.get_tokenizer()
 
     def _build_pipeline(self) -> Any:
         scheduler = self._og.SchedulerConfig()
@@ -203,8 +207,7 @@ class OpenVINOBackend:
             return call_watched(call, stall_s=self.stall_seconds, what=what)
         except EngineStalledError as exc:
             _log.warning("warning: %s; retrying the batch once on a freshly built engine", exc)
-        self.pipe = self._build_pipeline()
-        self.tokenizer = self.pipe.get_tokenizer()
+        self._open_engine()
         return call_watched(call, stall_s=self.stall_seconds, what=what)
 
     def _finish(self, item: _Sent, new: list[int], latency: float) -> Completion:

@@ -60,9 +60,9 @@ def call_watched(
         worker.join(poll)
         if not worker.is_alive():
             break
-        used = cpu() - mark_cpu
-        if used >= min_cpu_s:
-            mark_cpu, mark_time = cpu(), clock()
+        now_cpu = cpu()
+        if now_cpu - mark_cpu >= min_cpu_s:
+            mark_cpu, mark_time = now_cpu, clock()
         elif clock() - mark_time >= stall_s:
             raise EngineStalledError(
                 f"{what} stopped making progress: no CPU time used for {stall_s:g} s and it has not returned"

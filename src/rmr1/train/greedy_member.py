@@ -9,11 +9,12 @@ greedy answer among right samples gets a negative advantage on exactly the token
 
 The price is bias: the greedy member is not a sample of the policy, and with one PPO iteration TRL treats every
 rollout as on-policy, so the update leans toward the mode. Measured on the demo's fp32 SFT judge (2026-12-07,
-docs/design/demo.md): 16 steps gave +3.2 paired points at two seeds where all-sampled groups gave -0.3.
+docs/design/demo.md), 16 steps: +0.2 and +1.5 paired points at two seeds in this one-call form (+3.2 and +3.2
+in an earlier two-call experiment), where all-sampled groups gave -0.3 and -1.8; off by default.
 
-Only TRL's transformers generation path takes the processor: vLLM, TRL's continuous batching and sharded
-models are refused (``grpo_args``), and a run whose processor was never applied fails instead of training
-without it.
+Only TRL's transformers generation path takes the processor: vLLM and DeepSpeed are refused up front
+(``grpo_args``), and a run whose processor was never applied (TRL's continuous batching, say) fails instead of
+training without it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ArgmaxRows:
     def __init__(self, rows: Sequence[int]) -> None:
         self.rows = list(rows)
         self.calls = 0
+        self._index: Any = None  # the rows as a tensor on the scores' device, built at the first step
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
@@ -44,7 +46,9 @@ class ArgmaxRows:
         self.calls += 1
         if not self.rows:
             return scores
-        rows = torch.tensor(self.rows, device=scores.device)
+        if self._index is None or self._index.device != scores.device:
+            self._index = torch.tensor(self.rows, device=scores.device)
+        rows = self._index
         picked = scores[rows]
         closed = torch.full_like(picked, float("-inf"))
         best = picked.argmax(dim=-1, keepdim=True)
