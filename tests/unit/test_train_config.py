@@ -176,3 +176,15 @@ def test_grpo_batch_divisibility_is_adjusted_and_said() -> None:
             ),
             2,
         )
+
+
+def test_a_training_process_leaves_no_process_group_behind(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch.distributed as dist
+
+    from rmr1.train.runtime import end_distributed
+
+    end_distributed()  # none yet: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    end_distributed()
+    assert not dist.is_initialized()

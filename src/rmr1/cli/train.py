@@ -36,6 +36,9 @@ def _show(recipe: Any, args: dict[str, Any], notes: list[str]) -> None:
 
 
 def _report(result: Any) -> None:
+    from rmr1.train.runtime import end_distributed
+
+    end_distributed()  # the process is done training: no rank may leave its process group to its destructor
     if os.environ.get("RANK", "0") != "0":
         return  # under a multi-process launch every rank returns; only the main one reports
     typer.echo(f"trained {result.steps} steps in {result.seconds:.1f}s; model saved to {result.output_dir}")
