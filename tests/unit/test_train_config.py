@@ -44,6 +44,20 @@ def test_stage_mismatch_and_missing_dataset(tmp_path: Path) -> None:
         load_recipe(SFTRecipe, tmp_path / "absent.yaml")
 
 
+def test_an_error_in_a_config_file_names_the_file(tmp_path: Path) -> None:
+    unknown = tmp_path / "mine.yaml"
+    unknown.write_text("stage: sft\nlearnig_rate: 1e-4\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml: unknown config key 'learnig_rate'"):
+        load_recipe(SFTRecipe, unknown, dataset="d.jsonl")
+    typed = tmp_path / "typed.yaml"
+    typed.write_text("lora:\n  r: sixteen\n")
+    with pytest.raises(ConfigError, match=r"typed\.yaml: config key 'lora\.r': expected int"):
+        load_recipe(SFTRecipe, typed, dataset="d.jsonl")
+    # an override replaces a file's value whole; it is still checked on its own
+    with pytest.raises(ConfigError, match=r"^config key 'lora\.r'"):
+        load_recipe(SFTRecipe, None, ["lora.r=x"], dataset="d.jsonl")
+
+
 def test_parse_overrides_nests_dotted_keys() -> None:
     assert parse_overrides(["a.b=1", "a.c=x", "d=true"]) == {"a": {"b": 1, "c": "x"}, "d": True}
 

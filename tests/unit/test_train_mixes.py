@@ -166,3 +166,16 @@ def test_judge_prompt_files_are_checked(tmp_path: Path) -> None:
         mixes.judge_prompts(_jsonl(tmp_path / "b.jsonl", bad))
     with pytest.raises(InputError, match="file not found"):
         mixes.load_rows(str(tmp_path / "absent.jsonl"))
+
+
+def test_a_bad_jsonl_line_is_named_before_datasets_reads_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "prefs.jsonl"
+    path.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": "q", \n')
+    with pytest.raises(InputError, match=r"prefs\.jsonl, line 2: not valid JSON"):
+        mixes.load_rows(str(path))
+    path.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n[1, 2]\n')
+    with pytest.raises(InputError, match=r"line 2: expected a JSON object"):
+        mixes.load_rows(str(path))
+    path.write_text("\n")
+    with pytest.raises(InputError, match=r"prefs\.jsonl: no records"):
+        mixes.load_rows(str(path))

@@ -292,6 +292,10 @@ def load_recipe(
         declared = data.pop("stage", stage)
         if declared != stage:
             raise ConfigError(f"{path}: this is a '{declared}' config, not '{stage}'")
+        try:  # the file's own keys and values, so an error names the file it is in
+            _fill(cls, data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     data = _merge(_merge(data, parse_overrides(overrides)), values)
     recipe: R = _fill(cls, data)
     check_recipe(recipe)

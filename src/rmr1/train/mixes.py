@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rmr1.errors import ConfigError, InputError
+from rmr1.jsonl import read_jsonl
 from rmr1.preferences import parse_preference
 from rmr1.prompts import JudgeTemplate, get_template
 from rmr1.textio import check_utf8
@@ -54,7 +55,9 @@ def load_rows(spec: str, split: str = "train") -> Any:
                     f"unsupported file type {path.suffix!r} (use .jsonl, .json, .parquet or .csv)",
                     source=str(path),
                 )
-            if path.suffix != ".parquet":
+            if path.suffix == ".jsonl":
+                _check_jsonl(path)
+            elif path.suffix != ".parquet":
                 check_utf8(path)
             return datasets.load_dataset(builders[path.suffix], data_files=str(path), split="train")
         if path.is_dir():
@@ -69,6 +72,13 @@ def load_rows(spec: str, split: str = "train") -> Any:
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"cannot load dataset {spec!r} (offline, or not a dataset?): {first}") from None
+
+
+def _check_jsonl(path: Path) -> None:
+    """Read a JSON Lines file once with rmr1's reader before ``datasets`` does: a bad line is then reported
+    with its number (``datasets`` names neither), and an empty file is an error rather than a StopIteration."""
+    if sum(1 for _ in read_jsonl(path)) == 0:
+        raise InputError("no records in file", source=str(path))
 
 
 def _messages(value: Any, source: str, line: int, name: str) -> tuple[Message, ...]:
