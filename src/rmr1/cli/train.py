@@ -35,10 +35,12 @@ def _show(recipe: Any, args: dict[str, Any], notes: list[str]) -> None:
         typer.echo(f"note: {note}", err=True)
 
 
-def _report(result: Any) -> None:
+def _finish(result: Any) -> None:
+    """End a training command: tear the process group down on every rank (none may leave it to its
+    destructor), then report on the main one."""
     from rmr1.train.runtime import end_distributed
 
-    end_distributed()  # the process is done training: no rank may leave its process group to its destructor
+    end_distributed()
     if os.environ.get("RANK", "0") != "0":
         return  # under a multi-process launch every rank returns; only the main one reports
     typer.echo(f"trained {result.steps} steps in {result.seconds:.1f}s; model saved to {result.output_dir}")
@@ -63,7 +65,7 @@ def sft(
     if dry_run:
         _show(recipe, *sft_args(recipe))
         return
-    _report(run_sft(recipe, log=lambda line: typer.echo(line, err=True)))
+    _finish(run_sft(recipe, log=lambda line: typer.echo(line, err=True)))
 
 
 @train_app.command()
@@ -84,7 +86,7 @@ def grpo(
     if dry_run:
         _show(recipe, *grpo_args(recipe))
         return
-    _report(run_grpo(recipe, log=lambda line: typer.echo(line, err=True)))
+    _finish(run_grpo(recipe, log=lambda line: typer.echo(line, err=True)))
 
 
 @train_app.command()
