@@ -87,7 +87,7 @@ def test_screen_from_the_command_line(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     # a judge that always answers A is right in one order of every pair: each of the 4 is kept
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["p0", "p1", "p2", "p3"]
-    assert "kept 4 of 4 pairs (0 wrong in every order)" in done.stdout
+    assert "kept 4 of 4 pairs (0 wrong in every order; 4 answered A and 0 B in every order)" in done.stdout
     assert (tmp_path / "hard-screen" / "judgments.jsonl").is_file()
     bad = rmr1(
         "train", "screen", "--data", str(tmp_path / "nope.jsonl"), "--out", str(out), "--backend", "mock"

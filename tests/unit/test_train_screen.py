@@ -41,7 +41,12 @@ def test_keeps_the_pairs_not_solved_in_both_orders(tmp_path: Path) -> None:
     assert [r["id"] for r in kept] == ["q1", "q2", "q4", "q5", "q7", "q8"]
     assert kept[0] == json.loads(data.read_text().splitlines()[1])  # written as read
     assert (result.screened, result.kept, result.wrong_every_order, result.skipped) == (9, 6, 3, 0)
-    assert outcomes(result.run_dir)["q0"] == (2, 2)
+    # the always-A pairs (1, 4, 7) failed in one order by naming A in both; the always-wrong ones named both
+    assert result.same_letter == {"A": 3, "B": 0}
+    solved, one_letter, wrong = (outcomes(result.run_dir)[f"q{i}"] for i in range(3))
+    assert (solved.right, solved.made, solved.one_letter) == (2, 2, None)
+    assert (one_letter.right, one_letter.made, one_letter.one_letter) == (1, 2, "A")
+    assert (wrong.right, wrong.made, wrong.letters, wrong.one_letter) == (0, 2, {"A", "B"}, None)
 
 
 def test_limit_screens_only_the_first_pairs_and_a_rerun_resumes(tmp_path: Path) -> None:

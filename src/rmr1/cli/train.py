@@ -229,6 +229,7 @@ def screen(
     writable_dir(run_dir, "--run")
     result = screen_pairs(data, out, run_dir, limit=limit, judge=opts)
     typer.echo(
-        f"kept {result.kept} of {result.screened} pairs ({result.wrong_every_order} wrong in every order) "
+        f"kept {result.kept} of {result.screened} pairs ({result.wrong_every_order} wrong in every order; "
+        f"{result.same_letter['A']} answered A and {result.same_letter['B']} B in every order) "
         f"in {out}; judgments in {result.run_dir}; {result.seconds:.0f}s"
     )

@@ -35,6 +35,9 @@ class ScreenResult:
     screened: int  # pairs judged
     kept: int  # pairs written to ``out``: a wrong or unparsed judgment in some order
     wrong_every_order: int  # of the kept: wrong in every judgment
+    # of the kept: one letter in every order (right in one, wrong in the other), by letter; a pool made
+    # mostly of one letter's failures can teach that letter as a shortcut (docs/design/screening.md)
+    same_letter: dict[str, int]
     skipped: int  # pairs with no judgment on record (a backend error), left out
     seconds: float
 
@@ -48,12 +51,30 @@ class ScreenResult:
         }
 
 
-def outcomes(run_dir: Path) -> dict[str, tuple[int, int]]:
-    """Per judged pair: (judgments right, judgments made), from a run directory's judgments."""
-    tally: dict[str, tuple[int, int]] = {}
+@dataclass
+class Outcome:
+    """What the judge did on one pair: judgments right and made, and the letters it named."""
+
+    right: int = 0
+    made: int = 0
+    letters: set[str | None] = dataclasses.field(default_factory=set)
+
+    @property
+    def one_letter(self) -> str | None:
+        """The letter named in every judgment of a pair judged in more than one, wrong in some; else None."""
+        if self.made < 2 or not 0 < self.right < self.made or len(self.letters) != 1:
+            return None
+        return next(iter(self.letters))
+
+
+def outcomes(run_dir: Path) -> dict[str, Outcome]:
+    """Per judged pair, what the judge did, from a run directory's judgments."""
+    tally: dict[str, Outcome] = {}
     for judgment in RunDir(run_dir).iter_judgments():
-        right, made = tally.get(judgment.item_id, (0, 0))
-        tally[judgment.item_id] = (right + bool(judgment.correct), made + 1)
+        seen = tally.setdefault(judgment.item_id, Outcome())
+        seen.right += bool(judgment.correct)
+        seen.made += 1
+        seen.letters.add(judgment.verdict)
     return tally
 
 
@@ -107,21 +128,24 @@ def screen_pairs(
     )
     tally = outcomes(result.run_dir)
     screened = kept = wrong_all = skipped = 0
+    same_letter = {"A": 0, "B": 0}
     rows: list[dict[str, Any]] = []
     for item_id, record in _records(data, limit):
-        right, made = tally.get(item_id, (0, 0))
-        if not made:
+        seen = tally.get(item_id, Outcome())
+        if not seen.made:
             skipped += 1
             continue
         screened += 1
-        if right < made:
+        if seen.right < seen.made:
             kept += 1
-            wrong_all += right == 0
+            wrong_all += seen.right == 0
+            if seen.one_letter in same_letter:
+                same_letter[str(seen.one_letter)] += 1
             rows.append(dict(record.data))
     write_jsonl(out, rows)
     return ScreenResult(
-        out, result.run_dir, screened, kept, wrong_all, skipped, time.perf_counter() - started
+        out, result.run_dir, screened, kept, wrong_all, same_letter, skipped, time.perf_counter() - started
     )
 
 
-__all__ = ["ScreenResult", "outcomes", "screen_pairs"]
+__all__ = ["Outcome", "ScreenResult", "outcomes", "screen_pairs"]
