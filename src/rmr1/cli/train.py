@@ -230,6 +230,6 @@ def screen(
     result = screen_pairs(data, out, run_dir, limit=limit, judge=opts)
     typer.echo(
         f"kept {result.kept} of {result.screened} pairs ({result.wrong_every_order} wrong in every order; "
-        f"{result.same_letter['A']} answered A and {result.same_letter['B']} B in every order) "
+        f"{result.same_letter_text()}) "
         f"in {out}; judgments in {result.run_dir}; {result.seconds:.0f}s"
     )

@@ -135,8 +135,7 @@ def screen(cfg: DemoConfig, model: str, result: DemoResult, log: Callable[[str],
     result.screen = stats.to_dict()
     log(
         f"  screened {stats.screened} pairs with the SFT judge: {stats.kept} not solved in both orders "
-        f"({stats.wrong_every_order} wrong in both, {stats.same_letter['A']} answered A and "
-        f"{stats.same_letter['B']} B in both)"
+        f"({stats.wrong_every_order} wrong in both, {stats.same_letter_text('both')})"
     )
     return stats.out if stats.kept else pool
 

@@ -41,6 +41,10 @@ class ScreenResult:
     skipped: int  # pairs with no judgment on record (a backend error), left out
     seconds: float
 
+    def same_letter_text(self, orders: str = "every order") -> str:
+        """The one-letter failures among the kept pairs, as the CLI and the demo print them."""
+        return f"{self.same_letter['A']} answered A and {self.same_letter['B']} B in {orders}"
+
     def to_dict(self) -> dict[str, Any]:
         fields = dataclasses.asdict(self)
         return {
@@ -139,8 +143,9 @@ def screen_pairs(
         if seen.right < seen.made:
             kept += 1
             wrong_all += seen.right == 0
-            if seen.one_letter in same_letter:
-                same_letter[str(seen.one_letter)] += 1
+            letter = seen.one_letter
+            if letter is not None and letter in same_letter:
+                same_letter[letter] += 1
             rows.append(dict(record.data))
     write_jsonl(out, rows)
     return ScreenResult(
